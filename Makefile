@@ -1,0 +1,70 @@
+# lua-qiwi build, tests, demo and benchmarks.
+# `make demo` and `make test` install the Debian packages they need first.
+
+LUA      ?= lua5.4
+CC       ?= cc
+VERSION  := 0.1.0
+BUILD    := build/$(LUA)
+CORE     := $(BUILD)/qiwi/core.so
+
+ifeq ($(LUA),luajit)
+LUA_INC  := /usr/include/luajit-2.1
+LUA_BIN  := luajit
+else
+LUA_INC  := /usr/include/$(LUA)
+LUA_BIN  := $(LUA)
+endif
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c99 -fPIC -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L \
+            -fvisibility=hidden -I$(LUA_INC) -DQIWI_CORE_VERSION='"$(VERSION)"'
+LDFLAGS  += -shared
+LIBS     := -lcurl -lcrypto
+
+SRCS     := $(wildcard src/*.c)
+HDRS     := $(wildcard src/*.h)
+OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+
+# Debian packages: the core and its tests, then the nginx used by the HTTPS fake.
+DEB_PKGS := make gcc openssl lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev \
+            lua-cjson lua-busted nginx libnginx-mod-http-lua
+
+BUSTED   := $(LUA_BIN) /usr/bin/busted
+
+.PHONY: all deps test demo clean lint
+
+all: $(CORE)
+
+$(BUILD)/obj/%.o: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(CORE): $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
+
+# Installs only what is missing, so a second run costs one dpkg-query.
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	$(LUA_BIN) examples/quickstart.lua
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	$(BUSTED) --run=default
+
+lint:
+	luacheck lua spec examples
+
+clean:
+	rm -rf build

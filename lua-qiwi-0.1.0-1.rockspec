@@ -1,0 +1,55 @@
+rockspec_format = "3.0"
+package = "lua-qiwi"
+version = "0.1.0-1"
+source = {
+  url = "git+https://example.invalid/lua-qiwi.git",
+  tag = "v0.1.0",
+}
+description = {
+  summary = "The QIWI Wallet personal API for Lua: a C core over libcurl and a thin Lua layer",
+  detailed = [[
+    Profile, identification, limits, payment history, receipts, balances, payments and
+    transfers, invoices, webhooks (with signature verification) and QIWI Master. Exact
+    64-bit integers from JSON, safe client payment ids, and a stateful fake QIWI for tests.
+  ]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1, < 5.5",
+}
+external_dependencies = {
+  CURL = { header = "curl/curl.h", library = "curl" },
+  OPENSSL = { header = "openssl/hmac.h", library = "crypto" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["qiwi.core"] = {
+      sources = { "src/core.c", "src/json.c", "src/session.c", "src/crypto.c" },
+      libraries = { "curl", "crypto" },
+      defines = { "QIWI_CORE_VERSION=\"0.1.0\"", "_POSIX_C_SOURCE=200809L" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+    },
+    ["qiwi"] = "lua/qiwi/init.lua",
+    ["qiwi.args"] = "lua/qiwi/args.lua",
+    ["qiwi.client"] = "lua/qiwi/client.lua",
+    ["qiwi.endpoints"] = "lua/qiwi/endpoints.lua",
+    ["qiwi.error"] = "lua/qiwi/error.lua",
+    ["qiwi.error_codes"] = "lua/qiwi/error_codes.lua",
+    ["qiwi.forms"] = "lua/qiwi/forms.lua",
+    ["qiwi.ids"] = "lua/qiwi/ids.lua",
+    ["qiwi.webhook"] = "lua/qiwi/webhook.lua",
+    ["qiwi.transport.curl"] = "lua/qiwi/transport/curl.lua",
+    ["qiwi.fake"] = "lua/qiwi/fake/init.lua",
+    ["qiwi.fake.json"] = "lua/qiwi/fake/json.lua",
+    ["qiwi.fake.profile"] = "lua/qiwi/fake/profile.lua",
+    ["qiwi.fake.history"] = "lua/qiwi/fake/history.lua",
+    ["qiwi.fake.balance"] = "lua/qiwi/fake/balance.lua",
+    ["qiwi.fake.payments"] = "lua/qiwi/fake/payments.lua",
+    ["qiwi.fake.invoices"] = "lua/qiwi/fake/invoices.lua",
+    ["qiwi.fake.webhooks"] = "lua/qiwi/fake/webhooks.lua",
+    ["qiwi.fake.master"] = "lua/qiwi/fake/master.lua",
+    ["qiwi.fake.nginx"] = "lua/qiwi/fake/nginx.lua",
+  },
+}
