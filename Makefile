@@ -4,7 +4,7 @@
 LUA      ?= lua5.4
 CC       ?= cc
 VERSION  := 0.1.0
-BUILD    := build/$(LUA)
+BUILD    ?= build/$(LUA)
 CORE     := $(BUILD)/qiwi/core.so
 
 ifeq ($(LUA),luajit)
@@ -31,7 +31,7 @@ DEB_PKGS := make gcc openssl lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-de
 
 BUSTED   := $(LUA_BIN) /usr/bin/busted
 
-.PHONY: all deps test demo clean lint
+.PHONY: all deps test demo clean lint sanitize valgrind fuzz
 
 all: $(CORE)
 
@@ -65,6 +65,35 @@ test: deps
 
 lint:
 	luacheck lua spec examples
+
+# The whole busted suite against a core built with ASan+UBSan (clang). The
+# interpreter is not instrumented, so the ASan runtime is preloaded.
+ASAN_RT   = $$(clang -print-file-name=libclang_rt.asan-x86_64.so)
+SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+sanitize: deps
+	@$(MAKE) --no-print-directory all BUILD=build/asan CC=clang CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)"
+	LD_PRELOAD=$(ASAN_RT) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(BUSTED) --run=default --cpath='build/asan/?.so'
+
+# The whole suite under memcheck: zero errors and zero definite leaks.
+valgrind: deps
+	@$(MAKE) --no-print-directory all
+	valgrind --quiet --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
+	  --show-leak-kinds=definite --trace-children=no $(BUSTED) --run=default
+
+# libFuzzer targets; FUZZ_SECONDS per target (CI runs a short one).
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS    = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                -std=c99 -D_POSIX_C_SOURCE=200809L -I$(LUA_INC) -DQIWI_CORE_VERSION='"$(VERSION)"'
+build/fuzz/%: fuzz/%.c $(SRCS) $(HDRS)
+	@mkdir -p build/fuzz
+	clang $(FUZZ_FLAGS) -o $@ $< $(SRCS) -l$(LUA) $(LIBS) -lm
+fuzz: deps build/fuzz/json_fuzz build/fuzz/webhook_fuzz
+	@mkdir -p build/fuzz/corpus/json build/fuzz/corpus/webhook
+	build/fuzz/json_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
+	  build/fuzz/corpus/json fuzz/corpus/json
+	build/fuzz/webhook_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 \
+	  build/fuzz/corpus/webhook fuzz/corpus/webhook
 
 clean:
 	rm -rf build

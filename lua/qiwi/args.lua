@@ -79,7 +79,7 @@ end
 function _M.enum(v, spec)
   if type(v) == "number" and spec.numbers then
     local name = spec.numbers[v]
-    if name then return name end
+    if name then return spec.wire and spec.wire[name] or name end
   end
   if type(v) ~= "string" then return nil, "must be one of " .. table.concat(spec.values, ", ") end
   local up = spec.case_insensitive and v:upper() or v

@@ -95,8 +95,8 @@ local function check_options(opts)
   o.timeout = opts.timeout or 30
   o.connect_timeout = opts.connect_timeout or 10
   if opts.retries ~= nil then
-    local _, n = args.integer(opts.retries, { min = 0, max = 10 })
-    if not n then return nil, "retries must be an integer from 0 to 10" end
+    local ok, n = args.integer(opts.retries, { min = 0, max = 10 })
+    if not ok then return nil, "retries must be an integer from 0 to 10" end
     o.retries = n
   else
     o.retries = 2
@@ -127,8 +127,8 @@ local function check_options(opts)
     o.resolve = list
   end
   if opts.max_body ~= nil then
-    local _, n = args.integer(opts.max_body, { min = 1024, max = 1024 * 1024 * 1024 })
-    if not n then return nil, "max_body must be a byte count from 1024 to 1 GiB" end
+    local ok, n = args.integer(opts.max_body, { min = 1024, max = 1024 * 1024 * 1024 })
+    if not ok then return nil, "max_body must be a byte count from 1024 to 1 GiB" end
     o.max_body = n
   end
   o.history_rate = opts.history_rate

@@ -1,0 +1,174 @@
+-- Serves the fake QIWI from inside nginx (lua-nginx-module, LuaJIT).
+--
+--   location / { content_by_lua_block { require("qiwi.fake.nginx").serve() } }
+--
+-- nginx must run a single process (`master_process off;`): the fake lives in
+-- this module's upvalues and keeps its state from one request to the next.
+-- The instance is created on first use with default options.
+--
+-- Control endpoints (not QIWI's; JSON in and out, no authorization):
+--   GET  /__fake/ping      -> 200 "pong"
+--   POST /__fake/reset     body: options for qiwi.fake.new (may be empty);
+--                          replaces the instance -> {"ok":true}
+--   GET  /__fake/requests  -> JSON array of the request log, oldest first; each
+--                          entry: method, path, query, params, headers, body,
+--                          json, status, connection (nginx connection serial
+--                          number, to count TCP connections)
+--   POST /__fake/config    {"delay_ms":200} -> delay of every answer (ngx.sleep)
+--   POST /__fake/call      {"method":"set_balance","args":["qw_wallet_rub",100]}
+--                          -> {"result":…} from f[method](f, unpack(args));
+--                          JSON null arguments arrive as nil; a Lua error is
+--                          answered 400 {"error":"…"}
+-- Anything else goes to the fake's f:handle().
+
+local fake = require "qiwi.fake"
+local json = require "qiwi.fake.json"
+
+local _M = {}
+local unpack = table.unpack or unpack
+
+local instance
+
+local function current()
+  if not instance then instance = fake.new {} end
+  return instance
+end
+
+-- For embedding code that wants the live instance (e.g. a custom location).
+function _M.instance()
+  return current()
+end
+
+local function send(status, headers, body)
+  ngx.status = status
+  for k, v in pairs(headers or {}) do
+    if k ~= "content-length" then ngx.header[k] = v end
+  end
+  if not headers or not headers["content-type"] then ngx.header["content-type"] = nil end
+  -- An exact length instead of chunking, also for the empty 201/202 answers.
+  if status ~= 204 and status ~= 304 then ngx.header["content-length"] = #(body or "") end
+  ngx.send_headers()
+  if body and body ~= "" then ngx.print(body) end
+  -- Quits the whole request with what was sent (not the status as a page).
+  return ngx.exit(ngx.HTTP_OK)
+end
+
+local function send_json(status, value)
+  return send(status, { ["content-type"] = "application/json" }, json.encode(value))
+end
+
+local function read_body()
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data()
+  if body == nil then
+    local name = ngx.req.get_body_file()
+    if name then
+      local fh = io.open(name, "rb")
+      if fh then
+        body = fh:read("*a")
+        fh:close()
+      end
+    end
+  end
+  return body
+end
+
+-- Turns decoded JSON back into plain Lua values for fake.new / helper calls.
+local function plain(v)
+  if v == json.null then return nil end
+  if type(v) ~= "table" then return v end
+  local t = {}
+  for k, x in pairs(v) do t[k] = plain(x) end
+  return t
+end
+
+local function log_entry(r)
+  return {
+    method = r.method, path = r.path, query = r.query or "", params = r.params or {},
+    headers = r.headers or {}, body = r.body or json.null, json = r.json or json.null,
+    status = r.status or json.null, connection = r.connection or json.null,
+  }
+end
+
+local control = {}
+
+control["GET /__fake/ping"] = function()
+  return send(200, { ["content-type"] = "text/plain" }, "pong")
+end
+
+control["POST /__fake/reset"] = function(body)
+  local opts = {}
+  if body and body:find("%S") then
+    local v, err = json.decode(body)
+    if type(v) ~= "table" then return send_json(400, { error = "reset: " .. tostring(err or "options must be an object") }) end
+    opts = plain(v)
+  end
+  local ok, f = pcall(fake.new, opts)
+  if not ok then return send_json(400, { error = tostring(f) }) end
+  instance = f
+  return send_json(200, { ok = true })
+end
+
+control["GET /__fake/requests"] = function()
+  local out = json.array()
+  for i, r in ipairs(current().requests) do out[i] = log_entry(r) end
+  return send_json(200, out)
+end
+
+control["POST /__fake/config"] = function(body)
+  local v = body and json.decode(body)
+  if type(v) ~= "table" then return send_json(400, { error = "config: a JSON object is required" }) end
+  if v.delay_ms ~= nil then current():set_delay(tonumber(v.delay_ms) or 0) end
+  return send_json(200, { ok = true, delay_ms = current().delay_ms })
+end
+
+control["POST /__fake/call"] = function(body)
+  local v = body and json.decode(body)
+  if type(v) ~= "table" or type(v.method) ~= "string" then
+    return send_json(400, { error = 'call: {"method":"…","args":[…]} is required' })
+  end
+  local f = current()
+  local fn = f[v.method]
+  if type(fn) ~= "function" or v.method:sub(1, 1) == "_" then
+    return send_json(400, { error = "call: no helper method " .. v.method })
+  end
+  local args, n = {}, 0
+  if type(v.args) == "table" then
+    n = #v.args
+    for i = 1, n do args[i] = plain(v.args[i]) end
+  end
+  local ok, res = pcall(fn, f, unpack(args, 1, n))
+  if not ok then return send_json(400, { error = tostring(res) }) end
+  if res == nil then res = json.null end
+  return send_json(200, { result = res })
+end
+
+function _M.serve()
+  local method = ngx.req.get_method()
+  local uri = ngx.var.request_uri or "/"
+  local path, query = uri:match("^([^?]*)%??(.*)$")
+
+  local ctl = control[method .. " " .. path]
+  if ctl then return ctl(method ~= "GET" and read_body() or nil) end
+  if path:sub(1, 8) == "/__fake/" then
+    return send_json(404, { error = "unknown control endpoint " .. method .. " " .. path })
+  end
+
+  local body = read_body()
+  local headers = {}
+  for k, v in pairs(ngx.req.get_headers(200)) do
+    if type(v) == "table" then v = table.concat(v, ", ") end
+    headers[string.lower(k)] = v
+  end
+  local f = current()
+  local status, h, b = f:handle {
+    method = method, path = path, query = query, headers = headers, body = body,
+    connection = tonumber(ngx.var.connection),
+  }
+  local delay = f.last_delay_ms or 0
+  if delay > 0 then ngx.sleep(delay / 1000) end
+  if status == 444 and h["x-fake-drop"] then return ngx.exit(444) end
+  return send(status, h, b)
+end
+
+return _M

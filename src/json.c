@@ -1,0 +1,768 @@
+/* JSON codec of the core.
+ *
+ * Both directions are iterative: the open containers live on the Lua stack
+ * (plus a small fixed C array of per-level state), so a hostile body cannot
+ * exhaust the C stack, and the depth limit is the only bound.
+ *
+ * No C heap is used. Every buffer is either on the C stack or Lua-owned
+ * (luaL_Buffer, userdata), so a memory error raised by Lua in the middle of a
+ * conversion leaks nothing; all other failures are reported as values. */
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "json.h"
+
+#if LUA_VERSION_NUM >= 503
+typedef lua_Integer json_index;   /* lua_rawseti/rawgeti take lua_Integer */
+#else
+typedef int json_index;
+#endif
+
+/* Byte classes shared by the decoder's string scanner and the encoder's
+ * escaper: anything but PLAIN needs a look. */
+enum { PLAIN = 0, QUOTE, BACKSLASH, CONTROL, HIGH };
+
+#define R16(c) c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, c
+static const unsigned char byte_class[256] = {
+  R16(CONTROL), R16(CONTROL),                                   /* 0x00-0x1f */
+  0, 0, QUOTE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,           /* 0x20-0x2f */
+  R16(PLAIN), R16(PLAIN),                                       /* 0x30-0x4f */
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, BACKSLASH, 0, 0, 0,       /* 0x50-0x5f */
+  R16(PLAIN), R16(PLAIN),                                       /* 0x60-0x7f */
+  R16(HIGH), R16(HIGH), R16(HIGH), R16(HIGH),
+  R16(HIGH), R16(HIGH), R16(HIGH), R16(HIGH)                    /* 0x80-0xff */
+};
+#undef R16
+
+static const char hex_digits[] = "0123456789abcdef";
+
+/* Length of the well-formed UTF-8 sequence starting at p (whose lead byte is
+ * >= 0x80), or 0. Well-formed per RFC 3629: rejects overlongs, UTF-16
+ * surrogates, code points above U+10FFFF and truncated sequences. */
+static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
+  unsigned lead = p[0], lo = 0x80, hi = 0xBF;
+  size_t n, i;
+  if (lead < 0xC2) return 0;                /* stray continuation or overlong 2-byte lead */
+  if (lead < 0xE0) n = 2;
+  else if (lead < 0xF0) {
+    n = 3;
+    if (lead == 0xE0) lo = 0xA0;            /* overlong */
+    else if (lead == 0xED) hi = 0x9F;       /* surrogates */
+  } else if (lead < 0xF5) {
+    n = 4;
+    if (lead == 0xF0) lo = 0x90;            /* overlong */
+    else if (lead == 0xF4) hi = 0x8F;       /* above U+10FFFF */
+  } else return 0;
+  if ((size_t)(end - p) < n) return 0;
+  if (p[1] < lo || p[1] > hi) return 0;
+  for (i = 2; i < n; i++)
+    if ((p[i] & 0xC0) != 0x80) return 0;
+  return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decoder                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Slots each open container may need on top of itself: its pending key, a
+ * value, and what luaL_Buffer (5.1 keeps several pieces) and number
+ * conversion push temporarily. */
+#define DECODE_SLACK 24
+
+typedef struct {
+  lua_State *L;
+  const unsigned char *start, *end;
+  int null_idx, amt_idx;
+  char decimal_point;            /* locale's, looked up at the first float */
+  const char *why;               /* NULL: "unexpected character" at `at` */
+  const unsigned char *at;
+} decoder;
+
+static const unsigned char *fail(decoder *d, const unsigned char *at, const char *why) {
+  d->at = at;
+  d->why = why;
+  return NULL;
+}
+
+static const unsigned char *unexpected(decoder *d, const unsigned char *at) {
+  return fail(d, at, NULL);
+}
+
+static inline const unsigned char *skip_ws(const unsigned char *p, const unsigned char *end) {
+  while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+  return p;
+}
+
+static int hex4(const unsigned char *p, const unsigned char *end) {
+  int v = 0, i;
+  if (end - p < 4) return -1;
+  for (i = 0; i < 4; i++) {
+    unsigned c = p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= (int)(c - '0');
+    else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') v |= (int)((c | 0x20) - 'a' + 10);
+    else return -1;
+  }
+  return v;
+}
+
+static size_t utf8_encode(unsigned long cp, char *out) {
+  if (cp < 0x80) { out[0] = (char)cp; return 1; }
+  if (cp < 0x800) {
+    out[0] = (char)(0xC0 | (cp >> 6));
+    out[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    out[0] = (char)(0xE0 | (cp >> 12));
+    out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  out[0] = (char)(0xF0 | (cp >> 18));
+  out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+  out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+  out[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+/* One escape sequence; p is at the backslash. Returns the byte after it. */
+static const unsigned char *decode_escape(decoder *d, luaL_Buffer *b, const unsigned char *p,
+                                          const unsigned char *open) {
+  const unsigned char *end = d->end;
+  char utf8[4];
+  long cp, lo;
+  if (end - p < 2) return fail(d, open, "unterminated string");
+  switch (p[1]) {
+    case '"': luaL_addchar(b, '"'); return p + 2;
+    case '\\': luaL_addchar(b, '\\'); return p + 2;
+    case '/': luaL_addchar(b, '/'); return p + 2;
+    case 'b': luaL_addchar(b, '\b'); return p + 2;
+    case 'f': luaL_addchar(b, '\f'); return p + 2;
+    case 'n': luaL_addchar(b, '\n'); return p + 2;
+    case 'r': luaL_addchar(b, '\r'); return p + 2;
+    case 't': luaL_addchar(b, '\t'); return p + 2;
+    case 'u': break;
+    default: return fail(d, p, "invalid escape");
+  }
+  cp = hex4(p + 2, end);
+  if (cp < 0) return fail(d, p, "invalid \\u escape");
+  if (cp >= 0xDC00 && cp <= 0xDFFF) return fail(d, p, "lone surrogate");
+  if (cp >= 0xD800 && cp <= 0xDBFF) {
+    /* only a \u low surrogate may follow; anything else leaves this one alone */
+    if (end - p < 8 || p[6] != '\\' || p[7] != 'u') return fail(d, p, "lone surrogate");
+    lo = hex4(p + 8, end);
+    if (lo < 0) return fail(d, p + 6, "invalid \\u escape");
+    if (lo < 0xDC00 || lo > 0xDFFF) return fail(d, p, "lone surrogate");
+    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+    luaL_addlstring(b, utf8, utf8_encode((unsigned long)cp, utf8));
+    return p + 12;
+  }
+  luaL_addlstring(b, utf8, utf8_encode((unsigned long)cp, utf8));
+  return p + 6;
+}
+
+/* Slow path of parse_string, entered at the first backslash: run..p is the
+ * plain text before it. */
+static const unsigned char *parse_string_escaped(decoder *d, const unsigned char *run,
+                                                 const unsigned char *p,
+                                                 const unsigned char *open) {
+  const unsigned char *end = d->end;
+  luaL_Buffer b;
+  luaL_buffinit(d->L, &b);
+  for (;;) {
+    switch (byte_class[*p]) {
+      case QUOTE:
+        luaL_addlstring(&b, (const char *)run, (size_t)(p - run));
+        luaL_pushresult(&b);
+        return p + 1;
+      case BACKSLASH:
+        luaL_addlstring(&b, (const char *)run, (size_t)(p - run));
+        p = decode_escape(d, &b, p, open);
+        if (p == NULL) return NULL;
+        run = p;
+        break;
+      case HIGH: {
+        size_t n = utf8_len(p, end);
+        if (n == 0) return fail(d, p, "invalid UTF-8");
+        p += n;
+        break;
+      }
+      default:
+        return fail(d, p, "control character in string");
+    }
+    while (p < end && byte_class[*p] == PLAIN) p++;
+    if (p >= end) return fail(d, open, "unterminated string");
+  }
+}
+
+/* p is just past the opening quote. Strings without escapes (UTF-8 included)
+ * are pushed straight from the input. */
+static const unsigned char *parse_string(decoder *d, const unsigned char *p) {
+  const unsigned char *open = p - 1, *run = p, *end = d->end;
+  for (;;) {
+    while (p < end && byte_class[*p] == PLAIN) p++;
+    if (p >= end) return fail(d, open, "unterminated string");
+    switch (byte_class[*p]) {
+      case QUOTE:
+        lua_pushlstring(d->L, (const char *)run, (size_t)(p - run));
+        return p + 1;
+      case HIGH: {
+        size_t n = utf8_len(p, end);
+        if (n == 0) return fail(d, p, "invalid UTF-8");
+        p += n;
+        break;
+      }
+      case BACKSLASH:
+        return parse_string_escaped(d, run, p, open);
+      default:
+        return fail(d, p, "control character in string");
+    }
+  }
+}
+
+#define IS_DIGIT(c) ((unsigned)((c) - '0') < 10u)
+
+/* strtod follows LC_NUMERIC, so the JSON '.' is swapped for the locale's
+ * decimal point before converting. The text is copied anyway: the input need
+ * not be NUL-terminated. */
+static const unsigned char *push_float(decoder *d, const unsigned char *start,
+                                       const unsigned char *p) {
+  size_t n = (size_t)(p - start), i;
+  char local[64], *text = local, *stop;
+  double v;
+  if (d->decimal_point == 0) {
+    const struct lconv *lc = localeconv();
+    d->decimal_point = (lc && lc->decimal_point && lc->decimal_point[0] && !lc->decimal_point[1])
+                       ? lc->decimal_point[0] : '.';
+  }
+  if (n >= sizeof local) text = (char *)qiwi_newuserdata(d->L, n + 1);  /* long but valid */
+  memcpy(text, start, n);
+  text[n] = '\0';
+  if (d->decimal_point != '.')
+    for (i = 0; i < n; i++)
+      if (text[i] == '.') text[i] = d->decimal_point;
+  v = strtod(text, &stop);
+  if (text != local) lua_pop(d->L, 1);
+  if (stop != text + n) return fail(d, start, "invalid number");
+  /* an infinity would not survive encoding, and JSON has no way to say it */
+  if (isinf(v)) return fail(d, start, "number out of range");
+  lua_pushnumber(d->L, (lua_Number)v);
+  return p;
+}
+
+static const unsigned char *parse_number(decoder *d, const unsigned char *p) {
+  const unsigned char *start = p, *end = d->end, *digits;
+  unsigned long long u = 0;
+  size_t nd;
+  int neg = 0;
+  if (*p == '-') { neg = 1; p++; }
+  if (p >= end || !IS_DIGIT(*p)) return fail(d, p, "invalid number");
+  digits = p;
+  if (*p == '0') {
+    p++;
+    if (p < end && IS_DIGIT(*p)) return fail(d, p, "invalid number");  /* leading zero */
+  } else {
+    /* may wrap; only trusted below when there are at most 19 digits */
+    while (p < end && IS_DIGIT(*p)) u = u * 10u + (unsigned)(*p++ - '0');
+  }
+  nd = (size_t)(p - digits);
+  if (p < end && (*p == '.' || *p == 'e' || *p == 'E')) {
+    if (*p == '.') {
+      p++;
+      if (p >= end || !IS_DIGIT(*p)) return fail(d, p, "invalid number");
+      while (p < end && IS_DIGIT(*p)) p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+      p++;
+      if (p < end && (*p == '+' || *p == '-')) p++;
+      if (p >= end || !IS_DIGIT(*p)) return fail(d, p, "invalid number");
+      while (p < end && IS_DIGIT(*p)) p++;
+    }
+    return push_float(d, start, p);
+  }
+#if QIWI_HAS_INTEGERS
+  if (nd <= 19) {   /* 19 digits cannot wrap an unsigned 64-bit accumulator */
+    if (!neg && u <= (unsigned long long)LUA_MAXINTEGER) {
+      lua_pushinteger(d->L, (lua_Integer)u);
+      return p;
+    }
+    if (neg && u <= (unsigned long long)LUA_MAXINTEGER + 1u) {
+      lua_pushinteger(d->L, u == (unsigned long long)LUA_MAXINTEGER + 1u
+                            ? LUA_MININTEGER : -(lua_Integer)u);
+      return p;
+    }
+  }
+#else
+  /* doubles are exact up to 2^53; 16 digits cannot have wrapped */
+  if (nd <= 16 && u <= 9007199254740992ULL) {
+    lua_pushnumber(d->L, neg && u ? -(lua_Number)u : (lua_Number)u);
+    return p;
+  }
+#endif
+  /* too big for an exact number: keep the digits (ids, amounts in kopecks) */
+  lua_pushlstring(d->L, (const char *)start, (size_t)(p - start));
+  return p;
+}
+
+/* p is at the literal's first byte, already known to match. */
+static const unsigned char *match_literal(decoder *d, const unsigned char *p,
+                                          const char *lit, size_t n) {
+  size_t i;
+  for (i = 1; i < n; i++)
+    if (p + i >= d->end || p[i] != (unsigned char)lit[i]) return unexpected(d, p + i);
+  return p + n;
+}
+
+static void push_error(decoder *d) {
+  char what[40], msg[96];
+  size_t pos = (size_t)(d->at - d->start) + 1;
+  const char *why = d->why;
+  if (why == NULL) {
+    if (d->at >= d->end) why = "unexpected end of input";
+    else {
+      unsigned c = *d->at;
+      if (c > 0x20 && c < 0x7F) snprintf(what, sizeof what, "unexpected character '%c'", (int)c);
+      else snprintf(what, sizeof what, "unexpected character 0x%02X", c);
+      why = what;
+    }
+  }
+  snprintf(msg, sizeof msg, "decode: %s at byte %zu", why, pos);
+  lua_pushstring(d->L, msg);
+}
+
+int qiwi_json_decode_buf(lua_State *L, const char *s, size_t len, int null_idx, int amt_idx) {
+  /* per open container: next array index, or -1 for an object */
+  json_index next[QIWI_JSON_MAX_DEPTH];
+  int depth = 0, base = lua_gettop(L);
+  decoder d;
+  const unsigned char *p = (const unsigned char *)s, *end = p + len;
+
+  d.L = L;
+  d.start = p;
+  d.end = end;
+  d.null_idx = null_idx;
+  d.amt_idx = amt_idx;
+  d.decimal_point = 0;
+  d.why = NULL;
+  d.at = p;
+
+  if (!lua_checkstack(L, DECODE_SLACK)) { fail(&d, p, "out of Lua stack"); goto error; }
+
+value:
+  p = skip_ws(p, end);
+  if (p >= end) { unexpected(&d, p); goto error; }
+  switch (*p) {
+    case '"':
+      p = parse_string(&d, p + 1);
+      break;
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+      p = parse_number(&d, p);
+      break;
+    case 't':
+      p = match_literal(&d, p, "true", 4);
+      if (p) lua_pushboolean(L, 1);
+      break;
+    case 'f':
+      p = match_literal(&d, p, "false", 5);
+      if (p) lua_pushboolean(L, 0);
+      break;
+    case 'n':
+      p = match_literal(&d, p, "null", 4);
+      if (p) lua_pushvalue(L, null_idx);
+      break;
+    case '[':
+    case '{':
+      if (depth == QIWI_JSON_MAX_DEPTH) { fail(&d, p, "nesting too deep"); goto error; }
+      if (!lua_checkstack(L, DECODE_SLACK)) { fail(&d, p, "out of Lua stack"); goto error; }
+      lua_createtable(L, 0, 0);
+      if (*p == '[') {
+        lua_pushvalue(L, amt_idx);
+        lua_setmetatable(L, -2);
+        next[depth++] = 0;
+        p = skip_ws(p + 1, end);
+        if (p < end && *p == ']') { p++; goto close; }
+        goto value;
+      }
+      next[depth++] = -1;
+      p = skip_ws(p + 1, end);
+      if (p < end && *p == '}') { p++; goto close; }
+      goto key;
+    default:
+      unexpected(&d, p);
+      goto error;
+  }
+  if (p == NULL) goto error;
+
+stored:  /* a complete value is on top; hand it to the enclosing container */
+  if (depth == 0) goto done;
+  if (next[depth - 1] >= 0) {
+    lua_rawseti(L, -2, ++next[depth - 1]);
+    p = skip_ws(p, end);
+    if (p < end && *p == ',') { p++; goto value; }
+    if (p < end && *p == ']') { p++; goto close; }
+    unexpected(&d, p);
+    goto error;
+  }
+  lua_rawset(L, -3);   /* duplicate keys: the last one wins */
+  p = skip_ws(p, end);
+  if (p < end && *p == ',') { p = skip_ws(p + 1, end); goto key; }
+  if (p < end && *p == '}') { p++; goto close; }
+  unexpected(&d, p);
+  goto error;
+
+close:
+  depth--;
+  goto stored;
+
+key:
+  if (p >= end || *p != '"') { unexpected(&d, p); goto error; }
+  p = parse_string(&d, p + 1);
+  if (p == NULL) goto error;
+  p = skip_ws(p, end);
+  if (p >= end || *p != ':') { unexpected(&d, p); goto error; }
+  p++;
+  goto value;
+
+done:
+  p = skip_ws(p, end);
+  if (p < end) { fail(&d, p, "trailing garbage"); goto error; }
+  return 1;
+
+error:
+  lua_settop(L, base);
+  push_error(&d);
+  return 0;
+}
+
+int qiwi_json_decode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  if (qiwi_json_decode_buf(L, s, len, lua_upvalueindex(1), lua_upvalueindex(2))) return 1;
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  return 2;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Encoder                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Slots each open table may need: the table, its iteration key and value,
+ * the classification pass's key/value/metatable, a buffer being grown. */
+#define ENCODE_SLACK 8
+
+typedef struct {
+  lua_State *L;
+  char *buf;
+  size_t len, cap;
+  int slot;              /* stack slot holding the userdata once `local` is outgrown */
+  char local[1024];
+} encoder;
+
+typedef struct {
+  int table;             /* stack index of the table */
+  int more;              /* an element has been written: the next needs a comma */
+  json_index i, n;       /* arrays: last index written, length; objects: n < 0 */
+} frame;
+
+/* Growth copies into a fresh, larger userdata and drops the old one on the
+ * GC: nothing to free if Lua raises mid-way. */
+static void grow(encoder *e, size_t need) {
+  size_t cap = e->cap;
+  char *nb;
+  if (need > ((size_t)-1) / 4 - e->len) luaL_error(e->L, "encode: output too large");
+  while (cap - e->len < need) cap *= 2;
+  nb = (char *)qiwi_newuserdata(e->L, cap);
+  memcpy(nb, e->buf, e->len);
+  lua_replace(e->L, e->slot);
+  e->buf = nb;
+  e->cap = cap;
+}
+
+#define RESERVE(e, n) do { if ((e)->cap - (e)->len < (size_t)(n)) grow((e), (n)); } while (0)
+
+static void put(encoder *e, const char *s, size_t n) {
+  RESERVE(e, n);
+  memcpy(e->buf + e->len, s, n);
+  e->len += n;
+}
+
+static inline void put_char(encoder *e, char c) {
+  RESERVE(e, 1);
+  e->buf[e->len++] = c;
+}
+
+/* Returns 0 on invalid UTF-8. */
+static int put_string(encoder *e, const unsigned char *s, size_t n) {
+  const unsigned char *p = s, *run = s, *end = s + n;
+  char *o;
+  /* invariant: room for the rest of the input unescaped plus the closing quote */
+  RESERVE(e, n + 2);
+  e->buf[e->len++] = '"';
+  while (p < end) {
+    unsigned c = *p;
+    unsigned k = byte_class[c];
+    if (k == PLAIN) { p++; continue; }
+    if (k == HIGH) {
+      size_t m = utf8_len(p, end);
+      if (m == 0) return 0;
+      p += m;
+      continue;
+    }
+    memcpy(e->buf + e->len, run, (size_t)(p - run));
+    e->len += (size_t)(p - run);
+    RESERVE(e, (size_t)(end - p) + 6);
+    o = e->buf + e->len;
+    *o++ = '\\';
+    switch (c) {
+      case '"': *o++ = '"'; break;
+      case '\\': *o++ = '\\'; break;
+      case '\b': *o++ = 'b'; break;
+      case '\f': *o++ = 'f'; break;
+      case '\n': *o++ = 'n'; break;
+      case '\r': *o++ = 'r'; break;
+      case '\t': *o++ = 't'; break;
+      default:
+        *o++ = 'u'; *o++ = '0'; *o++ = '0';
+        *o++ = hex_digits[c >> 4];
+        *o++ = hex_digits[c & 15];
+    }
+    e->len = (size_t)(o - e->buf);
+    run = ++p;
+  }
+  memcpy(e->buf + e->len, run, (size_t)(end - run));
+  e->len += (size_t)(end - run);
+  e->buf[e->len++] = '"';
+  return 1;
+}
+
+static char *format_unsigned(unsigned long long u, int neg, char *out) {
+  char tmp[24], *q = tmp + sizeof tmp;
+  do { *--q = (char)('0' + (int)(u % 10u)); u /= 10u; } while (u);
+  if (neg) *out++ = '-';
+  memcpy(out, q, (size_t)(tmp + sizeof tmp - q));
+  return out + (tmp + sizeof tmp - q);
+}
+
+/* Shortest of %.14g..%.17g that reads back as the same double, laid out by
+ * hand so the notation does not depend on %g's rules or the locale: plain
+ * digits for integral values up to 2^53, fixed notation for exponents -5..14,
+ * exponent notation otherwise. v is finite. Writes at most 32 bytes. */
+static size_t format_double(double v, char *out) {
+  char tmp[40], digits[20], *q = out;
+  const char *t;
+  double a = v < 0 ? -v : v;
+  int nd = 0, exp, prec, i;
+  if (a <= 9007199254740992.0 && a == (double)(unsigned long long)a)
+    return (size_t)(format_unsigned((unsigned long long)a, signbit(v) != 0, out) - out);
+  for (prec = 14; prec < 17; prec++) {
+    snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+    if (strtod(tmp, NULL) == v) break;
+  }
+  if (prec == 17) snprintf(tmp, sizeof tmp, "%.16e", v);
+  /* tmp is [-]d[<decimal point>ddd]e(+|-)dd */
+  t = tmp;
+  if (*t == '-') t++;
+  for (; *t != 'e'; t++)
+    if (IS_DIGIT(*t)) digits[nd++] = *t;
+  exp = atoi(t + 1);
+  while (nd > 1 && digits[nd - 1] == '0') nd--;
+  if (v < 0) *q++ = '-';
+  if (exp >= -5 && exp < 15) {
+    if (exp >= 0) {
+      for (i = 0; i <= exp; i++) *q++ = i < nd ? digits[i] : '0';
+      if (nd > exp + 1) {
+        *q++ = '.';
+        for (i = exp + 1; i < nd; i++) *q++ = digits[i];
+      }
+    } else {
+      *q++ = '0';
+      *q++ = '.';
+      for (i = 0; i < -exp - 1; i++) *q++ = '0';
+      for (i = 0; i < nd; i++) *q++ = digits[i];
+    }
+  } else {
+    *q++ = digits[0];
+    if (nd > 1) {
+      *q++ = '.';
+      for (i = 1; i < nd; i++) *q++ = digits[i];
+    }
+    *q++ = 'e';
+    *q++ = exp < 0 ? '-' : '+';
+    q = format_unsigned((unsigned long long)(exp < 0 ? -exp : exp), 0, q);
+  }
+  return (size_t)(q - out);
+}
+
+/* Returns an error message or NULL. */
+static const char *put_number(encoder *e, lua_State *L, int idx) {
+  double v;
+#if QIWI_HAS_INTEGERS
+  if (lua_isinteger(L, idx)) {
+    lua_Integer i = lua_tointeger(L, idx);
+    lua_Unsigned u = (lua_Unsigned)i;
+    RESERVE(e, 24);
+    e->len = (size_t)(format_unsigned(i < 0 ? 0u - u : u, i < 0, e->buf + e->len) - e->buf);
+    return NULL;
+  }
+#endif
+  v = (double)lua_tonumber(L, idx);
+  if (isnan(v)) return "encode: cannot encode NaN";
+  if (isinf(v)) return "encode: cannot encode infinity";
+  RESERVE(e, 40);
+  e->len += format_double(v, e->buf + e->len);
+  return NULL;
+}
+
+/* Keys 1..n exactly (n = raw length >= 1) make a plain table an array. Since
+ * the keys are distinct, n of them all within 1..n are exactly 1..n. */
+static json_index sequence_length(lua_State *L, int t) {
+  json_index n = (json_index)qiwi_rawlen(L, t), count = 0;
+  if (n <= 0) return -1;
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    int ok;
+    lua_pop(L, 1);
+#if QIWI_HAS_INTEGERS
+    ok = lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 && lua_tointeger(L, -1) <= n;
+#else
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+      lua_Number k = lua_tonumber(L, -1);
+      ok = k >= 1 && k <= (lua_Number)n && k == (lua_Number)(json_index)k;
+    } else ok = 0;
+#endif
+    if (!ok) { lua_pop(L, 1); return -1; }
+    count++;
+  }
+  return count == n ? n : -1;
+}
+
+int qiwi_json_encode(lua_State *L) {
+  frame fr[QIWI_JSON_MAX_DEPTH];
+  int depth = 0, null_idx = lua_upvalueindex(1), amt_idx = lua_upvalueindex(2);
+  const char *err = NULL;
+  encoder e;
+  size_t len;
+  const char *s;
+
+  lua_settop(L, 1);
+  lua_pushnil(L);                 /* slot 2: the heap buffer, when needed */
+  e.L = L;
+  e.slot = 2;
+  e.buf = e.local;
+  e.cap = sizeof e.local;
+  e.len = 0;
+  lua_pushvalue(L, 1);
+
+value:  /* the value to write is on top; scalars are popped once written */
+  switch (lua_type(L, -1)) {
+    case LUA_TNIL:
+      put(&e, "null", 4);
+      break;
+    case LUA_TBOOLEAN:
+      if (lua_toboolean(L, -1)) put(&e, "true", 4);
+      else put(&e, "false", 5);
+      break;
+    case LUA_TNUMBER:
+      err = put_number(&e, L, -1);
+      if (err) goto error;
+      break;
+    case LUA_TSTRING:
+      s = lua_tolstring(L, -1, &len);
+      if (!put_string(&e, (const unsigned char *)s, len)) {
+        err = "encode: invalid UTF-8 in string";
+        goto error;
+      }
+      break;
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, -1) != NULL) { err = "encode: cannot encode light userdata"; goto error; }
+      put(&e, "null", 4);
+      break;
+    case LUA_TUSERDATA:
+      if (!lua_rawequal(L, -1, null_idx)) { err = "encode: cannot encode userdata"; goto error; }
+      put(&e, "null", 4);
+      break;
+    case LUA_TTABLE: {
+      frame *f;
+      int is_array = 0, t = lua_gettop(L), k;
+      if (depth == QIWI_JSON_MAX_DEPTH) {
+        err = "encode: nesting too deep";
+        for (k = 0; k < depth; k++)
+          if (lua_rawequal(L, fr[k].table, t)) { err = "encode: cycle detected"; break; }
+        goto error;
+      }
+      if (!lua_checkstack(L, ENCODE_SLACK)) { err = "encode: out of Lua stack"; goto error; }
+      if (lua_getmetatable(L, t)) {
+        is_array = lua_rawequal(L, -1, amt_idx);
+        lua_pop(L, 1);
+      }
+      f = &fr[depth++];
+      f->table = t;
+      f->more = 0;
+      f->i = 0;
+      if (is_array) {
+        /* holes read as null; keys outside the sequence are not looked at */
+        f->n = (json_index)qiwi_rawlen(L, t);
+        put_char(&e, '[');
+      } else {
+        f->n = sequence_length(L, t);
+        if (f->n >= 0) put_char(&e, '[');
+        else {
+          put_char(&e, '{');
+          lua_pushnil(L);
+        }
+      }
+      goto next;
+    }
+    default:
+      lua_pushfstring(L, "encode: cannot encode %s", luaL_typename(L, -1));
+      lua_pushnil(L);
+      lua_insert(L, -2);
+      return 2;
+  }
+  lua_pop(L, 1);
+
+next:
+  if (depth == 0) {
+    lua_pushlstring(L, e.buf, e.len);
+    return 1;
+  }
+  {
+    frame *f = &fr[depth - 1];
+    if (f->n >= 0) {                     /* array: the table is on top */
+      if (f->i < f->n) {
+        if (f->more) put_char(&e, ',');
+        f->more = 1;
+        lua_rawgeti(L, f->table, ++f->i);
+        goto value;
+      }
+      put_char(&e, ']');
+    } else {                             /* object: table, last key on top */
+      if (lua_next(L, f->table)) {
+        if (lua_type(L, -2) != LUA_TSTRING) { err = "encode: table key must be a string"; goto error; }
+        if (f->more) put_char(&e, ',');
+        f->more = 1;
+        s = lua_tolstring(L, -2, &len);
+        if (!put_string(&e, (const unsigned char *)s, len)) {
+          err = "encode: invalid UTF-8 in table key";
+          goto error;
+        }
+        put_char(&e, ':');
+        goto value;
+      }
+      put_char(&e, '}');
+    }
+    lua_pop(L, 1);
+    depth--;
+    goto next;
+  }
+
+error:
+  lua_pushnil(L);
+  lua_pushstring(L, err);
+  return 2;
+}
