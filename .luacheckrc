@@ -1,6 +1,6 @@
 std = "max"
 globals = {}
-read_globals = { "ngx" }
+globals = { "ngx" }
 max_line_length = 130
 files["spec/"] = { std = "+busted" }
 files["lua/qiwi/error_codes.lua"] = { max_line_length = false }

@@ -131,4 +131,80 @@ function _M.verify(raw_body, key_base64)
   return note
 end
 
+-- Reads the whole request body inside nginx, in memory or from its temp file.
+local function read_body()
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data()
+  if body then return body end
+  local file = ngx.req.get_body_file()
+  if not file then return nil end
+  local f = io.open(file, "rb")
+  if not f then return nil end
+  body = f:read("*a")
+  f:close()
+  return body
+end
+
+-- A content handler for nginx: handler{key = "base64" or function() → key,
+-- on_notification = fn(note), dict = "shared dict name" or dict, ttl = seconds}.
+-- Valid notifications get 200 at once and fn runs after the answer is sent
+-- (QIWI wants an answer within 1-2 s and retries otherwise); a duplicate
+-- messageId gets 200 without calling fn; a bad signature gets 403 and a body
+-- that is not a notification 400, neither calling fn.
+function _M.handler(opts)
+  assert(type(opts) == "table", "webhook.handler takes an options table")
+  local key = opts.key
+  assert(type(key) == "string" or type(key) == "function", "webhook.handler: key must be a string or a function")
+  local fn = opts.on_notification
+  assert(type(fn) == "function", "webhook.handler: on_notification must be a function")
+  local ttl = opts.ttl or 86400
+  local dict = opts.dict
+  local seen, seen_order, seen_max = {}, {}, opts.memory or 10000
+
+  -- true when messageId was seen before; remembers it otherwise
+  local function duplicate(id)
+    if type(id) ~= "string" or id == "" then return false end
+    local d = dict
+    if type(d) == "string" then d = ngx.shared[d] end
+    if d then
+      local ok, err = d:add("qiwi:msg:" .. id, true, ttl)
+      if not ok and err == "exists" then return true end
+      return false
+    end
+    if seen[id] then return true end
+    seen[id] = true
+    seen_order[#seen_order + 1] = id
+    if #seen_order > seen_max then
+      seen[table.remove(seen_order, 1)] = nil
+    end
+    return false
+  end
+
+  return function()
+    if ngx.req.get_method() ~= "POST" then
+      ngx.header["Allow"] = "POST"
+      return ngx.exit(405)
+    end
+    local body = read_body()
+    local k = key
+    if type(k) == "function" then k = k() end
+    local note, err = _M.verify(body or "", k)
+    if not note then
+      ngx.status = err.code == "signature" and 403 or 400
+      ngx.header["Content-Type"] = "text/plain"
+      ngx.say(err.message)
+      return ngx.exit(ngx.status)
+    end
+    local dup = duplicate(note.messageId)
+    ngx.status = 200
+    ngx.header["Content-Type"] = "text/plain"
+    ngx.say("OK")
+    ngx.eof()
+    if not dup then
+      local ok, ferr = pcall(fn, note)
+      if not ok then ngx.log(ngx.ERR, "qiwi webhook on_notification failed: ", tostring(ferr)) end
+    end
+  end
+end
+
 return _M

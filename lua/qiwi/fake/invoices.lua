@@ -91,14 +91,13 @@ return function(H)
         version = "P2P", data = { payin_merchant_site_uid = site:sub(1, 6), user_id = f.wallet,
                                   secret = secret_hex },
       })
-      local raw = U.bytes(48, n * 7919 + #f.wallet)
+      local raw = U.bytes(96, n * 7919 + #f.wallet)
       local pub = {}
       for i = 1, #raw do
         local c = raw:byte(i) % 58 + 1
         pub[i] = B58:sub(c, c)
       end
-      local key = { name = b.keysPairName, public = "48e7qUxn9T7RyYE1MVZswX1FRSbE6iyCj2gCRwwF3Dnh5XrasNTx3BGPiMsyXQFNKQhvukniQG8RTVhYm3iP"
-                    .. table.concat(pub), secret = secret, url = url }
+      local key = { name = b.keysPairName, public = table.concat(pub), secret = secret, url = url }
       st.p2p_keys[n] = key
       return H.ok { PublicKey = key.public, SecretKey = key.secret }
     end,

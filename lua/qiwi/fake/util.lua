@@ -262,13 +262,19 @@ end
 
 -- A UUID-shaped string derived from a counter and a salt (no randomness: the
 -- same run always produces the same ids).
+-- (a * b) mod 2^32 for a, b < 2^32, without leaving exact double range.
+local function mulmod32(a, b)
+  local ahi, alo = floor(a / 65536), a % 65536
+  return ((ahi * b) % 65536 * 65536 + alo * b) % 4294967296
+end
+
 function U.uuid(n, salt)
   local h = 2166136261
   local s = tostring(salt or "") .. ":" .. tostring(n)
   local words = {}
   for w = 1, 4 do
     for i = 1, #s do
-      h = (h * 16777619 + byte(s, i) + w) % 4294967296
+      h = (mulmod32(h, 16777619) + byte(s, i) + w) % 4294967296
     end
     words[w] = h
   end
