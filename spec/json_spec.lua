@@ -369,6 +369,7 @@ describe("json encode: scalars", function()
       { 8.74, "8.74" }, { 0.1, "0.1" }, { 0.1 + 0.2, "0.30000000000000004" }, { 100.0, "100" },
       { -2.5, "-2.5" }, { 1e15, "1000000000000000" }, { 1e-5, "0.00001" }, { 1.5e-7, "1.5e-7" },
       { 1e300, "1e+300" }, { 123456789012345.6, "123456789012345.6" }, { 2.0 ^ 60, "1.152921504606847e+18" },
+      { 2.0 ^ 53, "9007199254740992" }, { 2.0 ^ 54, "1.8014398509481984e+16" },
       { -0.0, "-0" }, { 1 / 3, "0.3333333333333333" },
     }
     for _, case in ipairs(cases) do assert.equal(case[2], encode(case[1])) end
@@ -459,6 +460,7 @@ describe("json encode: tables", function()
   it("refuses mixed, sparse and numeric keys", function()
     encode_fails({ 1, 2, x = 3 }, "table key must be a string")
     encode_fails({ [1] = 1, [3] = 3 }, "table key must be a string")
+    encode_fails({ 1, nil, 3 }, "table key must be a string")
     encode_fails({ [2] = "x" }, "table key must be a string")
     encode_fails({ [1.5] = "x" }, "table key must be a string")
     encode_fails({ [true] = "x" }, "table key must be a string")

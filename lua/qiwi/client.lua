@@ -4,6 +4,7 @@ local core = require "qiwi.core"
 local args = require "qiwi.args"
 local qerror = require "qiwi.error"
 local endpoints = require "qiwi.endpoints"
+local ratelimit = require "qiwi.ratelimit"
 
 local json_encode, json_decode, null = core.json_encode, core.json_decode, core.null
 local type, pairs, ipairs, select, tostring = type, pairs, ipairs, select, tostring
@@ -131,7 +132,25 @@ local function check_options(opts)
     if not ok then return nil, "max_body must be a byte count from 1024 to 1 GiB" end
     o.max_body = n
   end
-  o.history_rate = opts.history_rate
+  local hr = opts.history_rate
+  if hr ~= nil and hr ~= false then
+    if type(hr) ~= "table" then return nil, "history_rate must be a table {limit=, window=} or false" end
+    for k in pairs(hr) do
+      if k ~= "limit" and k ~= "window" and k ~= "clock" and k ~= "sleep" then
+        return nil, "history_rate: unknown option '" .. tostring(k) .. "'"
+      end
+    end
+    if hr.limit ~= nil and not args.integer(hr.limit, { min = 1, max = 100000 }) then
+      return nil, "history_rate.limit must be a positive integer"
+    end
+    if hr.window ~= nil and (type(hr.window) ~= "number" or hr.window <= 0) then
+      return nil, "history_rate.window must be a positive number of seconds"
+    end
+    if (hr.clock ~= nil) ~= (hr.sleep ~= nil) then
+      return nil, "history_rate.clock and history_rate.sleep go together"
+    end
+  end
+  o.history_rate = hr
   return o
 end
 
@@ -148,6 +167,11 @@ function _M.new(opts)
     _transports = {},
     _hcache = {},
   }, Client)
+  if o.history_rate ~= false then
+    local hr = o.history_rate or {}
+    self._history_rate = ratelimit.new { limit = hr.limit, window = hr.window,
+                                         clock = hr.clock or monotonic, sleep = hr.sleep or sleep }
+  end
   -- Header lists are built once: a call only adds Content-Type when it has a body.
   self._headers = {
     token = { "Accept: application/json", "Authorization: Bearer " .. o.token },
@@ -381,7 +405,9 @@ function Client:_send(row, path, query, body)
   local deadline = monotonic() + self.timeout
   local err
   for attempt = 1, attempts do
-    if self._before_send then self._before_send(self, row, req) end
+    if row.rate == "history" and self._history_rate then
+      ratelimit.acquire(self._history_rate, self.wallet or "?")
+    end
     req.timeout = math.max(deadline - monotonic(), 0.001)
     local res, kind, message = t:request(req)
     local delay
