@@ -7,6 +7,7 @@
  * No C heap is used. Every buffer is either on the C stack or Lua-owned
  * (luaL_Buffer, userdata), so a memory error raised by Lua in the middle of a
  * conversion leaks nothing; all other failures are reported as values. */
+#include <float.h>
 #include <locale.h>
 #include <math.h>
 #include <stdio.h>
@@ -37,6 +38,36 @@ static const unsigned char byte_class[256] = {
 #undef R16
 
 static const char hex_digits[] = "0123456789abcdef";
+
+/* Clinger's fast path: a decimal m * 10^e with m <= 2^53 and |e| <= 22 is
+ * one correctly rounded multiplication or division of two exact doubles, so
+ * it equals what strtod returns, without strtod's cost or its locale.
+ * Only valid when double arithmetic is not carried out in extended precision. */
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+#define HAVE_EXACT_FAST_PATH 1
+#else
+#define HAVE_EXACT_FAST_PATH 0
+#endif
+#define TWO_POW_53 9007199254740992ULL
+
+static const double exact_pow10[23] = {
+  1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+};
+
+/* Sets *out and returns 1 when the fast path applies. */
+static int exact_decimal(unsigned long long m, long e, double *out) {
+#if HAVE_EXACT_FAST_PATH
+  if (m <= TWO_POW_53 && e >= -22 && e <= 22) {
+    double x = (double)m;
+    *out = e < 0 ? x / exact_pow10[-e] : x * exact_pow10[e];
+    return 1;
+  }
+#else
+  (void)m; (void)e; (void)out;
+#endif
+  return 0;
+}
 
 /* Length of the well-formed UTF-8 sequence starting at p (whose lead byte is
  * >= 0x80), or 0. Well-formed per RFC 3629: rejects overlongs, UTF-16
@@ -270,16 +301,32 @@ static const unsigned char *parse_number(decoder *d, const unsigned char *p) {
   }
   nd = (size_t)(p - digits);
   if (p < end && (*p == '.' || *p == 'e' || *p == 'E')) {
+    /* significant digits go to u while they fit; e10 scales them */
+    size_t sig = u ? nd : 0;
+    long e10 = 0, x = 0;
+    double v;
     if (*p == '.') {
       p++;
       if (p >= end || !IS_DIGIT(*p)) return fail(d, p, "invalid number");
-      while (p < end && IS_DIGIT(*p)) p++;
+      for (; p < end && IS_DIGIT(*p); p++) {
+        if (sig >= 19) { sig = 20; continue; }     /* strtod will sort it out */
+        u = u * 10u + (unsigned)(*p - '0');
+        if (u) sig++;
+        e10--;
+      }
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
+      int eneg = 0;
       p++;
-      if (p < end && (*p == '+' || *p == '-')) p++;
+      if (p < end && (*p == '+' || *p == '-')) eneg = *p++ == '-';
       if (p >= end || !IS_DIGIT(*p)) return fail(d, p, "invalid number");
-      while (p < end && IS_DIGIT(*p)) p++;
+      for (; p < end && IS_DIGIT(*p); p++)
+        if (x < 100000) x = x * 10 + (*p - '0');   /* far beyond any double anyway */
+      e10 += eneg ? -x : x;
+    }
+    if (sig <= 19 && exact_decimal(u, e10, &v)) {
+      lua_pushnumber(d->L, (lua_Number)(neg ? -v : v));
+      return p;
     }
     return push_float(d, start, p);
   }
@@ -297,7 +344,7 @@ static const unsigned char *parse_number(decoder *d, const unsigned char *p) {
   }
 #else
   /* doubles are exact up to 2^53; 16 digits cannot have wrapped */
-  if (nd <= 16 && u <= 9007199254740992ULL) {
+  if (nd <= 16 && u <= TWO_POW_53) {
     lua_pushnumber(d->L, neg && u ? -(lua_Number)u : (lua_Number)u);
     return p;
   }
@@ -548,48 +595,75 @@ static char *format_unsigned(unsigned long long u, int neg, char *out) {
   return out + (tmp + sizeof tmp - q);
 }
 
-/* Shortest of %.14g..%.17g that reads back as the same double, laid out by
- * hand so the notation does not depend on %g's rules or the locale: plain
- * digits for integral values up to 2^53, fixed notation for exponents -5..14,
- * exponent notation otherwise. v is finite. Writes at most 32 bytes. */
+/* Does the decimal digits[0..n) * 10^(e - n + 1) read back as a? */
+static int reads_back(const char *digits, int n, int e, double a) {
+  char text[40], *q = text;
+  unsigned long long m = 0;
+  double x;
+  int i, s = e - (n - 1);
+  for (i = 0; i < n; i++) m = m * 10u + (unsigned)(digits[i] - '0');
+  if (exact_decimal(m, s, &x)) return x == a;
+  /* no decimal point in the text: strtod's locale does not matter */
+  memcpy(q, digits, (size_t)n);
+  q += n;
+  *q++ = 'e';
+  if (s < 0) *q++ = '-';
+  q = format_unsigned((unsigned long long)(s < 0 ? -s : s), 0, q);
+  *q = '\0';
+  return strtod(text, NULL) == a;
+}
+
+/* The shortest rounding to 14, 15, 16 or 17 significant digits that reads
+ * back as the same double (what trying %.14g..%.17g in turn gives, from one
+ * snprintf), laid out by hand so the notation depends neither on %g's rules
+ * nor on the locale: plain digits for integral values up to 2^53, fixed
+ * notation for decimal exponents -5..14, exponent notation otherwise.
+ * v is finite. Writes at most 32 bytes. */
 static size_t format_double(double v, char *out) {
-  char tmp[40], digits[20], *q = out;
-  const char *t;
+  char tmp[40], digits[17], cand[17], *q = out;
+  const char *t, *best = digits;
   double a = v < 0 ? -v : v;
-  int nd = 0, exp, prec, i;
-  if (a <= 9007199254740992.0 && a == (double)(unsigned long long)a)
+  int nd = 0, exp, prec, i, n;
+  if (a <= (double)TWO_POW_53 && a == (double)(unsigned long long)a)
     return (size_t)(format_unsigned((unsigned long long)a, signbit(v) != 0, out) - out);
-  for (prec = 14; prec < 17; prec++) {
-    snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
-    if (strtod(tmp, NULL) == v) break;
-  }
-  if (prec == 17) snprintf(tmp, sizeof tmp, "%.16e", v);
-  /* tmp is [-]d[<decimal point>ddd]e(+|-)dd */
-  t = tmp;
-  if (*t == '-') t++;
-  for (; *t != 'e'; t++)
-    if (IS_DIGIT(*t)) digits[nd++] = *t;
+  snprintf(tmp, sizeof tmp, "%.16e", a);
+  /* tmp is d<decimal point>dddddddddddddddde(+|-)dd: 17 correctly rounded digits */
+  for (t = tmp; *t != 'e'; t++)
+    if (IS_DIGIT(*t) && nd < 17) digits[nd++] = *t;
   exp = atoi(t + 1);
-  while (nd > 1 && digits[nd - 1] == '0') nd--;
+  n = nd;
+  for (prec = 14; prec < nd; prec++) {
+    int e = exp, k = prec;
+    memcpy(cand, digits, (size_t)prec);
+    if (digits[prec] >= '5') {
+      for (i = prec - 1; i >= 0 && cand[i] == '9'; i--) cand[i] = '0';
+      if (i >= 0) cand[i]++;
+      else { cand[0] = '1'; e++; }
+    }
+    while (k > 1 && cand[k - 1] == '0') k--;
+    if (reads_back(cand, k, e, a)) { best = cand; n = k; exp = e; break; }
+  }
+  if (best == digits)
+    while (n > 1 && digits[n - 1] == '0') n--;
   if (v < 0) *q++ = '-';
   if (exp >= -5 && exp < 15) {
     if (exp >= 0) {
-      for (i = 0; i <= exp; i++) *q++ = i < nd ? digits[i] : '0';
-      if (nd > exp + 1) {
+      for (i = 0; i <= exp; i++) *q++ = i < n ? best[i] : '0';
+      if (n > exp + 1) {
         *q++ = '.';
-        for (i = exp + 1; i < nd; i++) *q++ = digits[i];
+        for (i = exp + 1; i < n; i++) *q++ = best[i];
       }
     } else {
       *q++ = '0';
       *q++ = '.';
       for (i = 0; i < -exp - 1; i++) *q++ = '0';
-      for (i = 0; i < nd; i++) *q++ = digits[i];
+      for (i = 0; i < n; i++) *q++ = best[i];
     }
   } else {
-    *q++ = digits[0];
-    if (nd > 1) {
+    *q++ = best[0];
+    if (n > 1) {
       *q++ = '.';
-      for (i = 1; i < nd; i++) *q++ = digits[i];
+      for (i = 1; i < n; i++) *q++ = best[i];
     }
     *q++ = 'e';
     *q++ = exp < 0 ? '-' : '+';

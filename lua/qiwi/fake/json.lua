@@ -249,7 +249,7 @@ local function decode_object(s, pos, depth)
 end
 
 function decode_value(s, pos, depth)
-  if depth > MAX_DEPTH then fail(s, pos, "nesting too deep") end
+  if depth >= MAX_DEPTH then fail(s, pos, "nesting too deep") end
   local c = byte(s, pos)
   if c == 123 then return decode_object(s, pos, depth) end
   if c == 91 then return decode_array(s, pos, depth) end
