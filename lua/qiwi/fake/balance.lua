@@ -8,7 +8,7 @@ return function(H)
   local SVC = "funding-sources"
   local BASE = "/funding-sources/v2/persons/{w}/accounts"
 
-  local BY_CODE = { RUB = 643, USD = 840, EUR = 978 }
+  local BY_CODE = { RUB = 643, USD = 840, EUR = 978, KZT = 398 }
   local ALIAS_CURRENCY = {}
   for cur, c in pairs(C.currencies) do ALIAS_CURRENCY[c.alias] = cur end
 

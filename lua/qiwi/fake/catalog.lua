@@ -43,6 +43,7 @@ C.providers = {
   [25549] = { name = "Билайн Домашний интернет", kind = "service", keys = "билайн домашний интернет" },
   [28004] = { name = "Пакет QIWI Мастер", kind = "master" },
   [32064] = { name = "Выпуск карты QIWI Мастер", kind = "master_card" },
+  [27292] = { name = "Перевод на карту банка Казахстана", kind = "card_kzt" },
 }
 
 -- Banks of the card-number and account-number transfers. card: the
@@ -104,6 +105,10 @@ C.currencies = {
   [643] = { alias = "qw_wallet_rub", code = "RUB", source = "QW_RUB" },
   [840] = { alias = "qw_wallet_usd", code = "USD", source = "QW_USD" },
   [978] = { alias = "qw_wallet_eur", code = "EUR", source = "QW_EUR" },
+  -- Not offered for creation (the docs list 643/840/978 balances only), but
+  -- the Kazakh card transfer is funded from a tenge account: seed it with
+  -- the `accounts` option or set_balance("KZT", …).
+  [398] = { alias = "qw_wallet_kzt", code = "KZT", source = "QW_KZT" },
 }
 
 -- Monthly limits (kopecks) by identification level.

@@ -118,7 +118,7 @@ return function(H)
       local account = "+7916" .. format("%07d", (i * 104729) % 10000000)
       if pr and pr.kind == "card" then account = "4256****" .. format("%04d", (i * 31) % 10000) end
       H.add_record(f, {
-        txn_id = 20000000000 + (n - i + 1), date = start - (i - 1) * 3600 - (i * 7 % 50) * 60,
+        txn_id = 20000000000 + (n - i + 1), date = start - (i - 1) * 3600 - ((i - 1) * 7 % 50) * 60,
         type = kind, status = status, error_code = code, error = ERROR_TEXT[code],
         trm_txn_id = format("%d", (start - i * 3600) * 1000),
         account = account, sum = sum, commission = commission, currency = currency,

@@ -35,18 +35,18 @@
 --   master           true: the QIWI Master package is already bought
 --   master_cards     number of QIWI Master cards to seed (implies master = true)
 --   restricted       true: outgoing payments are blocked (restrictions endpoint)
+--   mobile_account   false: leave out the docs' mc_beeline_rub account
 --   lenient_params   true: ignore unknown query parameters instead of 400
 --   public_hooks_only false: also accept webhook URLs on private/loopback hosts
 --
--- Every request goes to f.requests; see the README section at the end of
--- this file for the helper methods.
+-- Every request goes to f.requests. README.md beside this file lists the
+-- helper methods (set_balance, add_payment, fail_next, …) and error shapes.
 
 local json = require "qiwi.fake.json"
 local U = require "qiwi.fake.util"
 local C = require "qiwi.fake.catalog"
 
 local floor, format, find, sub, lower = math.floor, string.format, string.find, string.sub, string.lower
-local unpack = table.unpack or unpack
 
 local Fake = {}
 Fake.__index = Fake
@@ -221,8 +221,9 @@ function Fake:_opt(k)
 end
 
 function Fake:now()
+  if self.frozen_time then return self.frozen_time end
   local clock = self.opts.clock or os.time
-  return clock()
+  return clock() + (self.time_offset or 0)
 end
 
 function Fake:_seed()
@@ -255,6 +256,7 @@ function Fake:reset()
   clear(self.notifications)
   clear(self.sent_cheques)
   clear(self.errors)
+  self.frozen_time, self.time_offset = nil, nil
   self:_seed()
   return true
 end
@@ -380,7 +382,7 @@ function Fake:_dispatch(req, entry)
 
   local matches = match_routes(req.path)
   if #matches == 0 then
-    return H.err(self, 404, "edge", "not.found", "Not found", "no such API path: " .. req.path)
+    return H.err(self, 404, "edge", "not.found", "Не найдено", "no such API path: " .. req.path)
   end
   local m
   for _, c in ipairs(matches) do
@@ -396,7 +398,7 @@ function Fake:_dispatch(req, entry)
     end
     table.sort(allow)
     local s, h, b = H.err(self, 405, matches[1].route.service, "method.not.allowed",
-      "Method not allowed", req.method .. " is not supported here; allowed: " .. table.concat(allow, ", "))
+      "Метод не поддерживается", req.method .. " is not supported here; allowed: " .. table.concat(allow, ", "))
     h.allow = table.concat(allow, ", ")
     return s, h, b
   end
@@ -404,7 +406,7 @@ function Fake:_dispatch(req, entry)
 
   local cred = bearer(req.headers)
   if not cred or not self:_credentials(r)[cred] then
-    return H.err(self, 401, r.service, "auth.unauthorized", "Unauthorized",
+    return H.err(self, 401, r.service, "auth.unauthorized", "Ошибка авторизации",
       req.headers.authorization and "invalid or expired token" or "no Authorization: Bearer header")
   end
 
@@ -428,7 +430,7 @@ function Fake:_dispatch(req, entry)
   end
 
   if r.history and self:_rate_limited() then
-    return H.err(self, 423, r.service, "request.blocked", "Too many requests",
+    return H.err(self, 423, r.service, "request.blocked", "Слишком много запросов",
       "more than " .. self.rate_limit .. " payment history requests a minute; blocked for "
       .. self.rate_limit_block .. " s")
   end
@@ -500,7 +502,7 @@ function Fake:handle(req)
   local ok, status, h, b = pcall(self._dispatch, self, n, entry)
   if not ok then
     self.errors[#self.errors + 1] = tostring(status)
-    status, h, b = H.err(self, 500, "edge", "internal.error", "Internal error",
+    status, h, b = H.err(self, 500, "edge", "internal.error", "Внутренняя ошибка",
       "qiwi.fake bug: " .. tostring(status))
   end
   entry.status = status
@@ -589,6 +591,28 @@ end
 function Fake:set_nickname(nick)
   self.state.nickname = tostring(nick)
   return true
+end
+
+-- Moves the fake's clock (also over nginx, where no clock function can be
+-- passed): set_time(t) freezes it at unix time t (nil: back to the running
+-- clock); advance(seconds) moves it forward, frozen or not. Both return now().
+function Fake:set_time(t)
+  if t == nil or t == json.null then
+    self.frozen_time = nil
+  else
+    self.frozen_time = tonumber(t)
+  end
+  return self:now()
+end
+
+function Fake:advance(seconds)
+  seconds = tonumber(seconds) or 0
+  if self.frozen_time then
+    self.frozen_time = self.frozen_time + seconds
+  else
+    self.time_offset = (self.time_offset or 0) + seconds
+  end
+  return self:now()
 end
 
 -- Allows the history again at once (clears the 423 window).

@@ -38,7 +38,8 @@ return function(H)
   H.seeders[#H.seeders + 1] = function(f, st, now)
     st.bills, st.bill_by_id, st.next_bill = {}, {}, 1063702400
     st.p2p_keys = {}
-    for i = 1, tonumber(f:_opt("bills")) or 0 do
+    -- Oldest first, so that ids grow with the creation time.
+    for i = tonumber(f:_opt("bills")) or 0, 1, -1 do
       new_bill(st, {
         creation = (now - i * 86400) * 1000 + i * 37, expiration = (now + 30 * 86400) * 1000,
         kopecks = 10000 * i + 50 * (i % 2),

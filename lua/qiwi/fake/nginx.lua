@@ -100,7 +100,9 @@ control["POST /__fake/reset"] = function(body)
   local opts = {}
   if body and body:find("%S") then
     local v, err = json.decode(body)
-    if type(v) ~= "table" then return send_json(400, { error = "reset: " .. tostring(err or "options must be an object") }) end
+    if type(v) ~= "table" or json.is_array(v) then
+      return send_json(400, { error = "reset: " .. tostring(err or "options must be a JSON object") })
+    end
     opts = plain(v)
   end
   local ok, f = pcall(fake.new, opts)
@@ -140,7 +142,9 @@ control["POST /__fake/call"] = function(body)
   local ok, res = pcall(fn, f, unpack(args, 1, n))
   if not ok then return send_json(400, { error = tostring(res) }) end
   if res == nil then res = json.null end
-  return send_json(200, { result = res })
+  local encoded, text = pcall(json.encode, { result = res })
+  if not encoded then return send_json(400, { error = "call: the result is not JSON: " .. tostring(text) }) end
+  return send(200, { ["content-type"] = "application/json" }, text)
 end
 
 function _M.serve()

@@ -111,7 +111,7 @@ return function(H)
 
   H.route {
     method = "POST", path = "/sinap/providers/{id}/onlineCommission", service = SINAP, body = "json",
-    handler = function(f, ctx)
+    handler = function(_, ctx)
       local id = ctx.caps.id
       if not id:find("^%d+$") then return e400(400, "Идентификатор провайдера должен быть числом") end
       local b = ctx.json
@@ -147,13 +147,13 @@ return function(H)
 
   local check = {}
 
-  function check.wallet(f, fields)
+  function check.wallet(_, fields)
     if not wallet_number(fields.account) then
       return 4, "fields.account must be a wallet number (+7… or digits)"
     end
   end
 
-  function check.mobile(f, fields, provider)
+  function check.mobile(_, fields, provider)
     local a = fields.account
     if not a:find("^%d+$") or #a ~= 10 then return 303, "Неверный номер телефона — должно быть 10 цифр" end
     local op = mobile_operator("7" .. a)
@@ -166,7 +166,7 @@ return function(H)
     return a:find("^%d+$") and #a >= 13 and #a <= 19
   end
 
-  function check.card(f, fields)
+  function check.card(_, fields)
     if not card_digits(fields.account) then return 4, "fields.account must be the card number, digits only" end
   end
 
@@ -177,7 +177,7 @@ return function(H)
                               "reg_name", "reg_name_f" })
   end
 
-  function check.bank(f, fields, provider)
+  function check.bank(_, fields, provider)
     local bank = C.banks[provider]
     local c, m = required(fields, { "account_type" })
     if c then return c, m end
@@ -212,7 +212,7 @@ return function(H)
     info = "Коммерческие организации", is_commercial = "1", requestProtocol = "qw1", toServiceId = "1717",
   }
 
-  function check.requisites(f, fields)
+  function check.requisites(_, fields)
     local c, m = required(fields, { "name", "extra_to_bik", "to_bik", "city", "info", "is_commercial",
       "to_name", "to_inn", "to_kpp", "nds", "goal", "urgent", "from_name", "from_name_f",
       "requestProtocol", "toServiceId" })
@@ -288,6 +288,9 @@ return function(H)
       local p = C.providers[provider]
       local kind = p and p.kind or "service"
       if kind == "topup" then return e400(400, "Провайдер " .. provider .. " недоступен для платежей") end
+      if kind == "card_kzt" then
+        return e400(400, "Provider 27292 is paid through /sinap/api/terms/27292/payments")
+      end
       if kind == "conversion" then
         if cur == "643" or not rate("643", cur) then
           return e400(400, "sum.currency " .. cur .. " cannot be bought with rubles")
@@ -354,6 +357,91 @@ return function(H)
   }
 
   ---------------------------------------------------------------------------
+  -- Transfer to a Kazakh bank card (docs: payment_ru only): a preparation
+  -- request that tokenises the card, then a payment from the tenge account
+  -- through the older /sinap/api/terms path.
+
+  local KZT_INFO = "Для продолжения оплаты, подтвердите, что являетесь держателем указанного банковского счета."
+
+  local function kzt_token(f, card)
+    return (U.base64(U.bytes(48, tonumber(card:sub(-9)) + #f.wallet)):gsub("[+/=]", ""))
+  end
+
+  H.route {
+    method = "POST", path = "/sinap/api/refs/a42ebc79-0584-4271-b8a0-15cb4ea8b340/containers",
+    service = SINAP, body = "json",
+    handler = function(f, ctx)
+      local b = ctx.json
+      if type(b.cardNumber) ~= "string" or not card_digits(b.cardNumber) then
+        return e400(522, "Неверный номер карты")
+      end
+      if b.version ~= "2" or b.transferSum ~= "100" or b.src ~= "sinap" then
+        return e400(400, 'version must be "2", transferSum "100" and src "sinap"')
+      end
+      local token = kzt_token(f, b.cardNumber)
+      f.state.kzt_cards = f.state.kzt_cards or {}
+      f.state.kzt_cards[token] = b.cardNumber
+      return H.ok { elements = json.array {
+        { type = "field", name = "account", value = U.mask_card(b.cardNumber) },
+        { type = "field", name = "ev_account1", value = token },
+      } }
+    end,
+  }
+
+  H.route {
+    method = "POST", path = "/sinap/api/terms/{id}/payments", service = SINAP, body = "json",
+    handler = function(f, ctx)
+      local st = f.state
+      if ctx.caps.id ~= "27292" then
+        return H.sinap_err(404, 404, "Провайдер " .. ctx.caps.id .. " не найден")
+      end
+      local b = ctx.json
+      if type(b.id) ~= "string" or not b.id:find("^%d+$") or #b.id > 20 then
+        return e400(400, "id must be a string of at most 20 digits")
+      end
+      local prev = st.by_client_id[b.id]
+      if prev then return H.ok(U.copy(prev)) end
+      local k, cur = check_money(b.sum, "sum")
+      if not k then return e400(400, cur) end
+      if cur ~= "398" then return e400(400, 'sum.currency must be "398"') end
+      local pm = b.paymentMethod
+      if type(pm) ~= "table" or pm.type ~= "Account" or pm.accountId ~= "398" then
+        return e400(400, 'paymentMethod must be {"type":"Account","accountId":"398"}')
+      end
+      local fields = b.fields
+      if type(fields) ~= "table" or json.is_array(fields) then return e400(400, "fields is required (an object)") end
+      local code, msg = required(fields, { "cardNumber", "version", "transferSum", "info", "accept", "account",
+                                           "ev_account1" })
+      if code then return e400(code, msg) end
+      if fields.version ~= "2" or fields.transferSum ~= "100" or fields.accept ~= "1" or fields.info ~= KZT_INFO then
+        return e400(400, 'fields.version must be "2", transferSum "100", accept "1" and info the documented text')
+      end
+      local card = st.kzt_cards and st.kzt_cards[fields.ev_account1]
+      if card ~= fields.cardNumber or fields.account ~= U.mask_card(card) then
+        return e400(400, "fields.account and fields.ev_account1 must come from the preparation request for this card")
+      end
+      if st.restricted then return e400(319, "Исходящие платежи заблокированы") end
+      local acc = H.account(f, 398)
+      if not acc or acc.kopecks < k then return e400(220, "Недостаточно средств. Пополните кошелек") end
+      acc.kopecks = acc.kopecks - k
+      local rec = H.add_record(f, {
+        date = floor(f:now()), type = "OUT", status = "SUCCESS", error_code = 0, trm_txn_id = b.id,
+        account = U.mask_card(card), sum = k, commission = 0, currency = 398, provider = 27292,
+        comment = type(b.comment) == "string" and b.comment or "",
+      })
+      local shown = U.copy(fields)
+      shown.cardNumber = U.mask_card(card)
+      local info = {
+        id = b.id, terms = "27292", fields = shown, sum = { amount = U.amount(k), currency = "398" },
+        transaction = { id = tostring(rec.txn_id), state = { code = "Accepted" } }, source = "account_398",
+      }
+      if b.comment ~= nil then info.comment = b.comment end
+      st.by_client_id[b.id] = info
+      return H.ok(U.copy(info))
+    end,
+  }
+
+  ---------------------------------------------------------------------------
   -- Lookups, rates, search
 
   local RESOLVER = "qw-mobile-providers-resolver"
@@ -381,7 +469,7 @@ return function(H)
   H.route {
     method = "POST", path = "/sinap/api/refs/bd6fb248-2bdf-49ed-bcb2-9b0a789cfde8/containers",
     service = SINAP, body = "json",
-    handler = function(f, ctx)
+    handler = function(_, ctx)
       local a = ctx.json.account
       if type(a) ~= "string" then return e400(400, "account is required (a string)") end
       local digits = a:gsub(" ", "")

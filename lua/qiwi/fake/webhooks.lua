@@ -14,7 +14,7 @@ return function(H)
 
   local TXN_TYPES = { ["0"] = "IN", ["1"] = "OUT", ["2"] = "BOTH" }
 
-  H.seeders[#H.seeders + 1] = function(f, st)
+  H.seeders[#H.seeders + 1] = function(_, st)
     st.hook = nil
     st.hook_keys = 0
   end
