@@ -53,6 +53,17 @@ for _, acc in ipairs(accounts.accounts) do
   end
 end
 
+-- Pads or cuts to a width in characters, not bytes (names are often Cyrillic).
+local function fit(s, width)
+  s = tostring(s or "")
+  local chars = {}
+  for ch in s:gmatch("[%z\1-\127\194-\244][\128-\191]*") do chars[#chars + 1] = ch end
+  if #chars > width then
+    return table.concat(chars, "", 1, width - 1) .. "…"
+  end
+  return s .. string.rep(" ", width - #chars)
+end
+
 local page, herr = client:history { rows = 10 }
 if not page then die(herr) end
 print()
@@ -60,7 +71,7 @@ print("Last payments")
 for _, p in ipairs(page.data) do
   local sign = p.type == "IN" and "+" or "-"
   local who = type(p.provider) == "table" and p.provider.shortName or ""
-  print(string.format("  %s  %s%10.2f %s  %-8s %-20s %s", p.date, sign, p.total.amount,
-    CURRENCY[p.total.currency] or "", p.status, tostring(who):sub(1, 20), p.account ~= qiwi.null and p.account or ""))
+  print(string.format("  %s  %s%10.2f %s  %-8s %s %s", p.date, sign, p.total.amount,
+    CURRENCY[p.total.currency] or "", p.status, fit(who, 22), p.account ~= qiwi.null and p.account or ""))
 end
 client:close()
