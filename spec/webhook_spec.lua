@@ -34,7 +34,12 @@ describe("qiwi.webhook.verify", function()
     assert.is_nil(err)
     assert.equal("13353941550", note.payment.txnId)
     assert.equal(78000008000, note.payment.personId)
-    assert.equal("integer", math.type(note.payment.personId))
+    if math.type then
+      assert.equal("integer", math.type(note.payment.personId))
+    else
+      -- 5.1/LuaJIT: a double, exact below 2^53
+      assert.equal(math.floor(note.payment.personId), note.payment.personId)
+    end
   end)
 
   it("accepts an upper-case hex hash", function()

@@ -8,6 +8,7 @@
 #include "compat.h"
 #include "json.h"
 #include "session.h"
+#include "batch.h"
 #include "crypto.h"
 
 static int null_tostring(lua_State *L) {
@@ -52,6 +53,7 @@ static const luaL_Reg json_funcs[] = {
   {"json_decode", qiwi_json_decode},
   {"json_encode", qiwi_json_encode},
   {"session", qiwi_session_new},
+  {"multi", qiwi_multi_new},
   {NULL, NULL}
 };
 
@@ -100,6 +102,7 @@ QIWI_EXPORT int luaopen_qiwi_core(lua_State *L) {
   lua_setfield(L, -4, "array_mt");
 
   qiwi_session_register(L);             /* uses the two upvalues on top */
+  qiwi_multi_register(L);
   qiwi_setfuncs(L, json_funcs, 2);      /* pops null + array_mt */
   qiwi_setfuncs(L, plain_funcs, 0);
 

@@ -4,9 +4,9 @@
  * (plus a small fixed C array of per-level state), so a hostile body cannot
  * exhaust the C stack, and the depth limit is the only bound.
  *
- * No C heap is used. Every buffer is either on the C stack or Lua-owned
- * (luaL_Buffer, userdata), so a memory error raised by Lua in the middle of a
- * conversion leaks nothing; all other failures are reported as values. */
+ * No C heap is used. Every buffer is either on the C stack or a userdata, so
+ * a memory error raised by Lua in the middle of a conversion leaks nothing;
+ * all other failures are reported as values. */
 #include <float.h>
 #include <locale.h>
 #include <math.h>
@@ -98,14 +98,12 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
 /* ------------------------------------------------------------------------ */
 
 /* Slots each open container may need on top of itself: its pending key, a
- * value, and what luaL_Buffer (5.1 keeps several pieces) and number
- * conversion push temporarily. */
-#define DECODE_SLACK 24
+ * value, and a scratch userdata for a long string or number. */
+#define DECODE_SLACK 8
 
 typedef struct {
   lua_State *L;
   const unsigned char *start, *end;
-  int null_idx, amt_idx;
   char decimal_point;            /* locale's, looked up at the first float */
   const char *why;               /* NULL: "unexpected character" at `at` */
   const unsigned char *at;
@@ -159,22 +157,23 @@ static size_t utf8_encode(unsigned long cp, char *out) {
   return 4;
 }
 
-/* One escape sequence; p is at the backslash. Returns the byte after it. */
-static const unsigned char *decode_escape(decoder *d, luaL_Buffer *b, const unsigned char *p,
-                                          const unsigned char *open) {
+/* One escape sequence; p is at the backslash, and the string's closing
+ * quote (or the end of input) is beyond it. Writes the decoded bytes at *o.
+ * Returns the byte after the escape. */
+static const unsigned char *decode_escape(decoder *d, const unsigned char *p,
+                                          const unsigned char *open, char **o) {
   const unsigned char *end = d->end;
-  char utf8[4];
   long cp, lo;
   if (end - p < 2) return fail(d, open, "unterminated string");
   switch (p[1]) {
-    case '"': luaL_addchar(b, '"'); return p + 2;
-    case '\\': luaL_addchar(b, '\\'); return p + 2;
-    case '/': luaL_addchar(b, '/'); return p + 2;
-    case 'b': luaL_addchar(b, '\b'); return p + 2;
-    case 'f': luaL_addchar(b, '\f'); return p + 2;
-    case 'n': luaL_addchar(b, '\n'); return p + 2;
-    case 'r': luaL_addchar(b, '\r'); return p + 2;
-    case 't': luaL_addchar(b, '\t'); return p + 2;
+    case '"': *(*o)++ = '"'; return p + 2;
+    case '\\': *(*o)++ = '\\'; return p + 2;
+    case '/': *(*o)++ = '/'; return p + 2;
+    case 'b': *(*o)++ = '\b'; return p + 2;
+    case 'f': *(*o)++ = '\f'; return p + 2;
+    case 'n': *(*o)++ = '\n'; return p + 2;
+    case 'r': *(*o)++ = '\r'; return p + 2;
+    case 't': *(*o)++ = '\t'; return p + 2;
     case 'u': break;
     default: return fail(d, p, "invalid escape");
   }
@@ -188,45 +187,61 @@ static const unsigned char *decode_escape(decoder *d, luaL_Buffer *b, const unsi
     if (lo < 0) return fail(d, p + 6, "invalid \\u escape");
     if (lo < 0xDC00 || lo > 0xDFFF) return fail(d, p, "lone surrogate");
     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-    luaL_addlstring(b, utf8, utf8_encode((unsigned long)cp, utf8));
+    *o += utf8_encode((unsigned long)cp, *o);
     return p + 12;
   }
-  luaL_addlstring(b, utf8, utf8_encode((unsigned long)cp, utf8));
+  *o += utf8_encode((unsigned long)cp, *o);
   return p + 6;
 }
 
 /* Slow path of parse_string, entered at the first backslash: run..p is the
- * plain text before it. */
+ * plain text before it. Every escape is at least as long as what it decodes
+ * to, so the text up to the closing quote bounds the output: one pass finds
+ * that quote, the second decodes into a buffer of that size (on the C stack,
+ * or a userdata for long strings) and validates. */
 static const unsigned char *parse_string_escaped(decoder *d, const unsigned char *run,
                                                  const unsigned char *p,
                                                  const unsigned char *open) {
-  const unsigned char *end = d->end;
-  luaL_Buffer b;
-  luaL_buffinit(d->L, &b);
-  for (;;) {
+  const unsigned char *end = d->end, *close = p;
+  char local[512], *buf = local, *o;
+  size_t cap;
+  while (close < end && *close != '"') {
+    if (*close != '\\') close++;
+    else if (end - close >= 2) close += 2;
+    else close = end;                  /* a final lone backslash */
+  }
+  cap = (size_t)(close - run);
+  if (cap > sizeof local) buf = (char *)qiwi_newuserdata(d->L, cap);
+  memcpy(buf, run, (size_t)(p - run));
+  o = buf + (p - run);
+  while (p < close) {
+    const unsigned char *q;
     switch (byte_class[*p]) {
-      case QUOTE:
-        luaL_addlstring(&b, (const char *)run, (size_t)(p - run));
-        luaL_pushresult(&b);
-        return p + 1;
       case BACKSLASH:
-        luaL_addlstring(&b, (const char *)run, (size_t)(p - run));
-        p = decode_escape(d, &b, p, open);
+        p = decode_escape(d, p, open, &o);
         if (p == NULL) return NULL;
-        run = p;
         break;
       case HIGH: {
         size_t n = utf8_len(p, end);
         if (n == 0) return fail(d, p, "invalid UTF-8");
+        memcpy(o, p, n);
+        o += n;
         p += n;
         break;
       }
-      default:
+      case CONTROL:
         return fail(d, p, "control character in string");
+      default:
+        for (q = p + 1; q < close && byte_class[*q] == PLAIN; q++) {}
+        memcpy(o, p, (size_t)(q - p));
+        o += q - p;
+        p = q;
     }
-    while (p < end && byte_class[*p] == PLAIN) p++;
-    if (p >= end) return fail(d, open, "unterminated string");
   }
+  if (close >= end) return fail(d, open, "unterminated string");
+  lua_pushlstring(d->L, buf, (size_t)(o - buf));
+  if (buf != local) lua_remove(d->L, -2);
+  return close + 1;
 }
 
 /* p is just past the opening quote. Strings without escapes (UTF-8 included)
@@ -302,7 +317,7 @@ static const unsigned char *parse_number(decoder *d, const unsigned char *p) {
   nd = (size_t)(p - digits);
   if (p < end && (*p == '.' || *p == 'e' || *p == 'E')) {
     /* significant digits go to u while they fit; e10 scales them */
-    size_t sig = u ? nd : 0;
+    size_t sig = *digits != '0' ? nd : 0;
     long e10 = 0, x = 0;
     double v;
     if (*p == '.') {
@@ -390,8 +405,6 @@ int qiwi_json_decode_buf(lua_State *L, const char *s, size_t len, int null_idx, 
   d.L = L;
   d.start = p;
   d.end = end;
-  d.null_idx = null_idx;
-  d.amt_idx = amt_idx;
   d.decimal_point = 0;
   d.why = NULL;
   d.at = p;
@@ -613,63 +626,95 @@ static int reads_back(const char *digits, int n, int e, double a) {
   return strtod(text, NULL) == a;
 }
 
-/* The shortest rounding to 14, 15, 16 or 17 significant digits that reads
- * back as the same double (what trying %.14g..%.17g in turn gives, from one
- * snprintf), laid out by hand so the notation depends neither on %g's rules
- * nor on the locale: plain digits for integral values up to 2^53, fixed
- * notation for decimal exponents -5..14, exponent notation otherwise.
- * v is finite. Writes at most 32 bytes. */
-static size_t format_double(double v, char *out) {
-  char tmp[40], digits[17], cand[17], *q = out;
-  const char *t, *best = digits;
-  double a = v < 0 ? -v : v;
-  int nd = 0, exp, prec, i, n;
-  if (a <= (double)TWO_POW_53 && a == (double)(unsigned long long)a)
-    return (size_t)(format_unsigned((unsigned long long)a, signbit(v) != 0, out) - out);
-  snprintf(tmp, sizeof tmp, "%.16e", a);
-  /* tmp is d<decimal point>dddddddddddddddde(+|-)dd: 17 correctly rounded digits */
-  for (t = tmp; *t != 'e'; t++)
-    if (IS_DIGIT(*t) && nd < 17) digits[nd++] = *t;
-  exp = atoi(t + 1);
-  n = nd;
-  for (prec = 14; prec < nd; prec++) {
-    int e = exp, k = prec;
-    memcpy(cand, digits, (size_t)prec);
-    if (digits[prec] >= '5') {
-      for (i = prec - 1; i >= 0 && cand[i] == '9'; i--) cand[i] = '0';
-      if (i >= 0) cand[i]++;
-      else { cand[0] = '1'; e++; }
-    }
-    while (k > 1 && cand[k - 1] == '0') k--;
-    if (reads_back(cand, k, e, a)) { best = cand; n = k; exp = e; break; }
-  }
-  if (best == digits)
-    while (n > 1 && digits[n - 1] == '0') n--;
-  if (v < 0) *q++ = '-';
-  if (exp >= -5 && exp < 15) {
-    if (exp >= 0) {
-      for (i = 0; i <= exp; i++) *q++ = i < n ? best[i] : '0';
-      if (n > exp + 1) {
+/* Writes digits[0..n) (no trailing zeros) with decimal exponent dexp, i.e.
+ * the value d.ddd * 10^dexp: fixed notation for dexp in -5..14, so that nothing
+ * in [1e-5, 1e15) gets an exponent, exponent notation otherwise. */
+static char *layout(char *q, const char *digits, int n, int dexp) {
+  int i;
+  if (dexp >= -5 && dexp < 15) {
+    if (dexp >= 0) {
+      for (i = 0; i <= dexp; i++) *q++ = i < n ? digits[i] : '0';
+      if (n > dexp + 1) {
         *q++ = '.';
-        for (i = exp + 1; i < n; i++) *q++ = best[i];
+        for (i = dexp + 1; i < n; i++) *q++ = digits[i];
       }
     } else {
       *q++ = '0';
       *q++ = '.';
-      for (i = 0; i < -exp - 1; i++) *q++ = '0';
-      for (i = 0; i < n; i++) *q++ = best[i];
+      for (i = 0; i < -dexp - 1; i++) *q++ = '0';
+      for (i = 0; i < n; i++) *q++ = digits[i];
     }
-  } else {
-    *q++ = best[0];
-    if (n > 1) {
-      *q++ = '.';
-      for (i = 1; i < n; i++) *q++ = best[i];
-    }
-    *q++ = 'e';
-    *q++ = exp < 0 ? '-' : '+';
-    q = format_unsigned((unsigned long long)(exp < 0 ? -exp : exp), 0, q);
+    return q;
   }
-  return (size_t)(q - out);
+  *q++ = digits[0];
+  if (n > 1) {
+    *q++ = '.';
+    for (i = 1; i < n; i++) *q++ = digits[i];
+  }
+  *q++ = 'e';
+  *q++ = dexp < 0 ? '-' : '+';
+  return format_unsigned((unsigned long long)(dexp < 0 ? -dexp : dexp), 0, q);
+}
+
+/* Writes finite v as the shortest decimal that reads back as the same double,
+ * choosing among roundings to 14..17 significant digits (what trying %.14g,
+ * %.15g, %.16g, %.17g in turn gives) with at most one snprintf, and in the
+ * common case (amounts with a few decimals) none: laid out by hand so the
+ * result depends neither on %g's rules nor on the locale. Integral values up
+ * to 2^53 are written as plain digits. Writes at most 32 bytes. */
+static size_t format_double(double v, char *out) {
+  char tmp[40], digits[17], cand[17], *q = out;
+  const char *t, *best = digits;
+  double a = v < 0 ? -v : v;
+  int nd = 0, dexp, prec, i, n;
+  if (a <= (double)TWO_POW_53 && a == (double)(unsigned long long)a)
+    return (size_t)(format_unsigned((unsigned long long)a, signbit(v) != 0, out) - out);
+  if (v < 0) *q++ = '-';
+#if HAVE_EXACT_FAST_PATH
+  {
+    /* the first k for which a * 10^k rounded to an integer m gives back a as
+     * m / 10^k (exact, see exact_decimal): the fewest decimals, and no snprintf */
+    int k;
+    for (k = 1; k <= 22; k++) {
+      double scaled = a * exact_pow10[k], x;
+      unsigned long long m;
+      if (scaled >= (double)TWO_POW_53) break;
+      m = (unsigned long long)(scaled + 0.5);
+      if (exact_decimal(m, -k, &x) && x == a) {
+        n = (int)(format_unsigned(m, 0, tmp) - tmp);
+        dexp = n - 1 - k;
+        while (n > 1 && tmp[n - 1] == '0') n--;
+        return (size_t)(layout(q, tmp, n, dexp) - out);
+      }
+    }
+  }
+#endif
+  snprintf(tmp, sizeof tmp, "%.16e", a);
+  /* tmp is d<decimal point>dddddddddddddddde(+|-)dd: 17 correctly rounded digits */
+  for (t = tmp; *t != 'e'; t++)
+    if (IS_DIGIT(*t) && nd < 17) digits[nd++] = *t;
+  dexp = atoi(t + 1);
+  n = nd;
+  for (prec = 14; prec < nd && best == digits; prec++) {
+    /* a tail of exactly 5000.. is a tie only in the 17 digits; the exact
+     * binary value lies on either side of it, so try both neighbours */
+    int up = digits[prec] >= '5', tie = digits[prec] == '5', pass;
+    for (i = prec + 1; tie && i < nd; i++) tie = digits[i] == '0';
+    for (pass = 0; pass < 1 + tie; pass++) {
+      int e = dexp, k = prec;
+      memcpy(cand, digits, (size_t)prec);
+      if (up != pass) {
+        for (i = prec - 1; i >= 0 && cand[i] == '9'; i--) cand[i] = '0';
+        if (i >= 0) cand[i]++;
+        else { cand[0] = '1'; e++; }
+      }
+      while (k > 1 && cand[k - 1] == '0') k--;
+      if (reads_back(cand, k, e, a)) { best = cand; n = k; dexp = e; break; }
+    }
+  }
+  if (best == digits)
+    while (n > 1 && digits[n - 1] == '0') n--;
+  return (size_t)(layout(q, best, n, dexp) - out);
 }
 
 /* Returns an error message or NULL. */
@@ -688,7 +733,22 @@ static const char *put_number(encoder *e, lua_State *L, int idx) {
   if (isnan(v)) return "encode: cannot encode NaN";
   if (isinf(v)) return "encode: cannot encode infinity";
   RESERVE(e, 40);
-  e->len += format_double(v, e->buf + e->len);
+  {
+    size_t n = format_double(v, e->buf + e->len);
+#if QIWI_HAS_INTEGERS
+    /* A float that prints as plain digits gets ".0", so that it reads back
+     * as a float (Lua keeps the two subtypes apart) and round-trips exactly. */
+    const char *q = e->buf + e->len;
+    size_t i;
+    for (i = 0; i < n && (q[i] == '-' || IS_DIGIT(q[i])); i++) {}
+    if (i == n) {
+      e->buf[e->len + n] = '.';
+      e->buf[e->len + n + 1] = '0';
+      n += 2;
+    }
+#endif
+    e->len += n;
+  }
   return NULL;
 }
 

@@ -13,19 +13,12 @@
 #include "session.h"
 
 #define DEFAULT_MAX_BODY (10u * 1024u * 1024u)
-#define KEEP_BUFFER (256u * 1024u)  /* larger buffers are released after a call */
-
-typedef struct {
-  char *data;
-  size_t len, cap, max;
-  int overflow;
-} buffer;
 
 typedef struct {
   CURL *easy;                       /* NULL when closed */
   struct curl_slist *headers;       /* constant headers, built once */
   struct curl_slist *resolve;
-  buffer body, head;
+  qiwi_buffer body, head;
   long timeout_ms, connect_timeout_ms;
   int busy;
   char errbuf[CURL_ERROR_SIZE];
@@ -46,20 +39,20 @@ int qiwi_curl_version(lua_State *L) {
   return 1;
 }
 
-static void buffer_free(buffer *b) {
+void qiwi_buffer_free(qiwi_buffer *b) {
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
 }
 
 /* Big answers must not pin memory for the lifetime of the client. */
-static void buffer_trim(buffer *b) {
+void qiwi_buffer_trim(qiwi_buffer *b) {
   b->len = 0;
   b->overflow = 0;
-  if (b->cap > KEEP_BUFFER) buffer_free(b);
+  if (b->cap > QIWI_KEEP_BUFFER) qiwi_buffer_free(b);
 }
 
-static int buffer_append(buffer *b, const char *p, size_t n) {
+static int buffer_append(qiwi_buffer *b, const char *p, size_t n) {
   if (n > b->max - b->len) { b->overflow = 1; return -1; }
   if (b->len + n > b->cap) {
     size_t cap = b->cap ? b->cap : 16384;
@@ -74,17 +67,43 @@ static int buffer_append(buffer *b, const char *p, size_t n) {
   return 0;
 }
 
-static size_t on_body(char *p, size_t size, size_t n, void *ud) {
-  buffer *b = ud;
+size_t qiwi_on_body(char *p, size_t size, size_t n, void *ud) {
+  qiwi_buffer *b = ud;
   return buffer_append(b, p, size * n) == 0 ? size * n : 0;
 }
 
-static size_t on_header(char *p, size_t size, size_t n, void *ud) {
-  buffer *b = ud;
+size_t qiwi_on_header(char *p, size_t size, size_t n, void *ud) {
+  qiwi_buffer *b = ud;
   size_t len = size * n;
   /* A new status line starts a new header block (100-continue, HTTP/2 1xx). */
   if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) b->len = 0;
   return buffer_append(b, p, len) == 0 ? len : 0;
+}
+
+/* What every easy handle of the core sets, the session's and the batch's
+ * alike, so that TLS verification and the redirect policy live in one place. */
+CURLcode qiwi_easy_setup(CURL *easy, char *errbuf, qiwi_buffer *body, qiwi_buffer *head,
+                         int allow_http, const char *ca, const char *ua,
+                         struct curl_slist *resolve) {
+  CURLcode rc = CURLE_OK;
+#define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(easy, opt, val)
+  SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_ERRORBUFFER, errbuf);
+  SET(CURLOPT_WRITEFUNCTION, qiwi_on_body);
+  SET(CURLOPT_WRITEDATA, body);
+  SET(CURLOPT_HEADERFUNCTION, qiwi_on_header);
+  SET(CURLOPT_HEADERDATA, head);
+  SET(CURLOPT_SSL_VERIFYPEER, 1L);
+  SET(CURLOPT_SSL_VERIFYHOST, 2L);
+  SET(CURLOPT_FOLLOWLOCATION, 0L);   /* a redirect must never carry the token elsewhere */
+  SET(CURLOPT_PROTOCOLS_STR, allow_http ? "https,http" : "https");
+  SET(CURLOPT_TCP_KEEPALIVE, 1L);
+  SET(CURLOPT_ACCEPT_ENCODING, "");
+  if (resolve) SET(CURLOPT_RESOLVE, resolve);
+  if (ca) SET(CURLOPT_CAINFO, ca);
+  if (ua) SET(CURLOPT_USERAGENT, ua);
+#undef SET
+  return rc;
 }
 
 static session *check_session(lua_State *L) {
@@ -99,8 +118,8 @@ static void session_release(session *s) {
   s->headers = NULL;
   curl_slist_free_all(s->resolve);
   s->resolve = NULL;
-  buffer_free(&s->body);
-  buffer_free(&s->head);
+  qiwi_buffer_free(&s->body);
+  qiwi_buffer_free(&s->head);
 }
 
 static int session_close(lua_State *L) {
@@ -120,7 +139,7 @@ static int session_tostring(lua_State *L) {
   return 1;
 }
 
-static int has_line_break(const char *s, size_t len) {
+int qiwi_has_line_break(const char *s, size_t len) {
   size_t i;
   for (i = 0; i < len; i++)
     if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 1;
@@ -129,7 +148,7 @@ static int has_line_break(const char *s, size_t len) {
 
 /* Appends the strings of the list at idx to *list. Returns NULL on success or
  * a static message. */
-static const char *append_header_list(lua_State *L, int idx, struct curl_slist **list) {
+const char *qiwi_append_header_list(lua_State *L, int idx, struct curl_slist **list) {
   size_t i, n;
   if (lua_isnoneornil(L, idx)) return NULL;
   if (!lua_istable(L, idx)) return "headers must be a list of strings";
@@ -141,7 +160,7 @@ static const char *append_header_list(lua_State *L, int idx, struct curl_slist *
     lua_rawgeti(L, idx, (int)i);
     h = lua_tolstring(L, -1, &len);
     if (h == NULL || lua_type(L, -1) != LUA_TSTRING) { lua_pop(L, 1); return "headers must be a list of strings"; }
-    if (has_line_break(h, len)) { lua_pop(L, 1); return "header contains CR, LF or NUL"; }
+    if (qiwi_has_line_break(h, len)) { lua_pop(L, 1); return "header contains CR, LF or NUL"; }
     next = curl_slist_append(*list, h);
     lua_pop(L, 1);
     if (next == NULL) return "out of memory";
@@ -150,7 +169,7 @@ static const char *append_header_list(lua_State *L, int idx, struct curl_slist *
   return NULL;
 }
 
-static long opt_ms(lua_State *L, int t, const char *name, long dflt) {
+long qiwi_opt_ms(lua_State *L, int t, const char *name, long dflt) {
   long v = dflt;
   lua_getfield(L, t, name);
   if (!lua_isnil(L, -1)) {
@@ -163,7 +182,7 @@ static long opt_ms(lua_State *L, int t, const char *name, long dflt) {
   return v;
 }
 
-static const char *opt_string(lua_State *L, int t, const char *name) {
+const char *qiwi_opt_string(lua_State *L, int t, const char *name) {
   const char *v = NULL;
   lua_getfield(L, t, name);
   if (!lua_isnil(L, -1)) v = luaL_checkstring(L, -1);
@@ -189,10 +208,10 @@ int qiwi_session_new(lua_State *L) {
   memset(s, 0, sizeof *s);
   qiwi_setmetatable(L, QIWI_SESSION_MT);
 
-  s->timeout_ms = opt_ms(L, 1, "timeout", 30000);
-  s->connect_timeout_ms = opt_ms(L, 1, "connect_timeout", 10000);
-  ca = opt_string(L, 1, "ca_file");
-  ua = opt_string(L, 1, "user_agent");
+  s->timeout_ms = qiwi_opt_ms(L, 1, "timeout", 30000);
+  s->connect_timeout_ms = qiwi_opt_ms(L, 1, "connect_timeout", 10000);
+  ca = qiwi_opt_string(L, 1, "ca_file");
+  ua = qiwi_opt_string(L, 1, "user_agent");
   lua_getfield(L, 1, "allow_http");
   allow_http = lua_toboolean(L, -1);
   lua_pop(L, 1);
@@ -207,11 +226,11 @@ int qiwi_session_new(lua_State *L) {
   s->head.max = 64 * 1024;
 
   lua_getfield(L, 1, "headers");
-  err = append_header_list(L, lua_gettop(L), &s->headers);
+  err = qiwi_append_header_list(L, lua_gettop(L), &s->headers);
   lua_pop(L, 1);
   if (err == NULL) {
     lua_getfield(L, 1, "resolve");
-    err = append_header_list(L, lua_gettop(L), &s->resolve);
+    err = qiwi_append_header_list(L, lua_gettop(L), &s->resolve);
     lua_pop(L, 1);
   }
   if (err == NULL) {
@@ -234,23 +253,9 @@ int qiwi_session_new(lua_State *L) {
     return 3;
   }
 
+  rc = qiwi_easy_setup(s->easy, s->errbuf, &s->body, &s->head, allow_http, ca, ua, s->resolve);
 #define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(s->easy, opt, val)
-  SET(CURLOPT_NOSIGNAL, 1L);
-  SET(CURLOPT_ERRORBUFFER, s->errbuf);
-  SET(CURLOPT_WRITEFUNCTION, on_body);
-  SET(CURLOPT_WRITEDATA, &s->body);
-  SET(CURLOPT_HEADERFUNCTION, on_header);
-  SET(CURLOPT_HEADERDATA, &s->head);
-  SET(CURLOPT_SSL_VERIFYPEER, 1L);
-  SET(CURLOPT_SSL_VERIFYHOST, 2L);
-  SET(CURLOPT_FOLLOWLOCATION, 0L);   /* a redirect must never carry the token elsewhere */
-  SET(CURLOPT_PROTOCOLS_STR, allow_http ? "https,http" : "https");
-  SET(CURLOPT_TCP_KEEPALIVE, 1L);
-  SET(CURLOPT_ACCEPT_ENCODING, "");
   SET(CURLOPT_HTTPHEADER, s->headers);
-  if (s->resolve) SET(CURLOPT_RESOLVE, s->resolve);
-  if (ca) SET(CURLOPT_CAINFO, ca);
-  if (ua) SET(CURLOPT_USERAGENT, ua);
   SET(CURLOPT_TIMEOUT_MS, s->timeout_ms);
   SET(CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
 #undef SET
@@ -262,7 +267,7 @@ int qiwi_session_new(lua_State *L) {
   return 1;
 }
 
-static const char *error_kind(CURLcode rc) {
+const char *qiwi_curl_error_kind(CURLcode rc) {
   switch (rc) {
     case CURLE_OPERATION_TIMEDOUT:
       return "timeout";
@@ -287,7 +292,7 @@ static const char *error_kind(CURLcode rc) {
 
 /* Pushes the response headers as {lower-case name = value}; repeated names
  * are joined with ", " as HTTP allows. */
-static void push_headers(lua_State *L, const buffer *b) {
+void qiwi_push_headers(lua_State *L, const qiwi_buffer *b) {
   const char *p = b->data, *end = b->data + b->len;
   lua_createtable(L, 0, 8);
   if (p == NULL) return;
@@ -322,7 +327,7 @@ static void push_headers(lua_State *L, const buffer *b) {
   }
 }
 
-static int is_json_type(lua_State *L, int headers) {
+int qiwi_is_json_type(lua_State *L, int headers) {
   const char *ct;
   int json;
   lua_getfield(L, headers, "content-type");
@@ -372,13 +377,13 @@ static int session_request(lua_State *L) {
   (void)lua_tolstring(L, 3, &url_len);
   if (s->easy == NULL) return fail(L, "argument", "session is closed");
   if (s->busy) return fail(L, "argument", "session is busy with another request");
-  if (has_line_break(url, url_len) || has_line_break(method, strlen(method)))
+  if (qiwi_has_line_break(url, url_len) || qiwi_has_line_break(method, strlen(method)))
     return fail(L, "argument", "URL or method contains CR, LF or NUL");
 
   /* Per-call headers go first so that they can override constant ones. */
   if (!lua_isnoneornil(L, 4)) {
     struct curl_slist *p;
-    err = append_header_list(L, 4, &list);
+    err = qiwi_append_header_list(L, 4, &list);
     if (err != NULL) { curl_slist_free_all(list); return fail(L, "argument", err); }
     for (p = s->headers; p != NULL; p = p->next) {
       struct curl_slist *next;
@@ -429,20 +434,20 @@ static int session_request(lua_State *L) {
     } else {
       const char *msg = s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc);
       lua_pushnil(L);
-      lua_pushstring(L, error_kind(rc));
+      lua_pushstring(L, qiwi_curl_error_kind(rc));
       lua_pushstring(L, msg);
     }
-    buffer_trim(&s->body);
-    buffer_trim(&s->head);
+    qiwi_buffer_trim(&s->body);
+    qiwi_buffer_trim(&s->head);
     return 3;
   }
 
   curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
   lua_pushinteger(L, (lua_Integer)status);
   lua_pushnil(L);                         /* body slot, filled below */
-  push_headers(L, &s->head);
+  qiwi_push_headers(L, &s->head);
   nret = 3;
-  if (decode && s->body.len > 0 && is_json_type(L, -1)) {
+  if (decode && s->body.len > 0 && qiwi_is_json_type(L, -1)) {
     if (qiwi_json_decode_buf(L, s->body.data, s->body.len,
                              lua_upvalueindex(1), lua_upvalueindex(2))) {
       lua_replace(L, -3);
@@ -458,8 +463,8 @@ static int session_request(lua_State *L) {
     lua_pushlstring(L, s->body.data ? s->body.data : "", s->body.len);
     lua_replace(L, -3);
   }
-  buffer_trim(&s->body);
-  buffer_trim(&s->head);
+  qiwi_buffer_trim(&s->body);
+  qiwi_buffer_trim(&s->head);
   return nret;
 }
 

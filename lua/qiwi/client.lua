@@ -365,15 +365,10 @@ end
 
 local CONTENT_JSON = { "Content-Type: application/json" }
 
--- Sends one described request with the retry policy; returns result or nil, err.
-function Client:_send(row, path, query, body)
+-- The header lists of a request: auth ("token" or "p2p"), the full list, and
+-- the per-row lines alone (for transports that hold the constant ones).
+function Client:_wire_headers(row, body)
   local auth = (row.auth == "p2p" and self._headers.p2p) and "p2p" or "token"
-  local t, terr = transport_for(self, auth)
-  if not t then
-    return nil, self:_error { kind = "network", message = tostring(terr), method = row.method, path = path }
-  end
-  local url = self.base_url .. path
-  if query ~= "" then url = url .. "?" .. query end
   local headers, extra = self._headers[auth], nil
   if body or row.accept then
     -- per client, row and auth: built on first use and kept
@@ -398,6 +393,18 @@ function Client:_send(row, path, query, body)
     end
     headers, extra = cache.full, cache.extra
   end
+  return auth, headers, extra
+end
+
+-- Sends one described request with the retry policy; returns result or nil, err.
+function Client:_send(row, path, query, body)
+  local auth, headers, extra = self:_wire_headers(row, body)
+  local t, terr = transport_for(self, auth)
+  if not t then
+    return nil, self:_error { kind = "network", message = tostring(terr), method = row.method, path = path }
+  end
+  local url = self.base_url .. path
+  if query ~= "" then url = url .. "?" .. query end
   local req = { method = row.method, url = url, path = path, query = query, headers = headers,
                 extra_headers = extra, body = body, raw = row.raw }
   local safe = row.method == "GET" or row.idempotent
@@ -455,8 +462,17 @@ function Client:_response(row, path, res)
   return nil, self:_error(f)
 end
 
--- The generic method behind every row of qiwi.endpoints.
-function Client:_call(row, name, ...)
+-- The wire form of a call of `row`, checked but not sent: path, query, body
+-- (encoded JSON or nil), or nil, err. The batch sends what this returns.
+function Client:_prepare(row, name, ...)
+  -- A row that takes nothing (accounts, nickname, …) has one wire form per
+  -- wallet: built once, since building costs more than the rest of a call.
+  local static = row.args == nil and row.params == nil and row.const == nil and row.body == nil
+    and select("#", ...) == 0
+  if static then
+    local cached = self._static and self._static[row]
+    if cached and cached[1] == self.wallet then return cached[2], "", nil end
+  end
   local req, why = build(row, name, ...)
   if not req then
     return nil, self:_error { kind = "argument", message = why, method = row.method, path = row.path, retryable = false }
@@ -476,13 +492,33 @@ function Client:_call(row, name, ...)
     end
     body = encoded
   end
-  return self:_send(row, path, concat(req.query, "&"), body)
+  if static then
+    self._static = self._static or {}
+    self._static[row] = { self.wallet, path }
+  end
+  return path, concat(req.query, "&"), body
 end
 
+-- The generic method behind every row of qiwi.endpoints.
+function Client:_call(row, name, ...)
+  local path, query, body = self:_prepare(row, name, ...)
+  if not path then return nil, query end
+  return self:_send(row, path, query, body)
+end
+
+-- name -> the generic method of that row; a method defined further down
+-- (a composition) replaces it in Client, which the batch checks.
+_M.row_methods = {}
 for name, row in pairs(endpoints) do
   Client[name] = function(self, ...)
     return self:_call(row, name, ...)
   end
+  _M.row_methods[name] = Client[name]
+end
+
+-- Several calls at once over one connection; see qiwi.batch.
+function Client:batch(calls, opts)
+  return require("qiwi.batch").run(self, calls, opts)
 end
 
 -- Balances: QIWI may answer an account with hasBalance=true and balance=null;

@@ -131,7 +131,8 @@ function _M.verify(raw_body, key_base64)
   return note
 end
 
--- Reads the whole request body inside nginx, in memory or from its temp file.
+-- Reads the whole request body inside nginx, from memory or from the temp
+-- file nginx spills a large body to.
 local function read_body()
   ngx.req.read_body()
   local body = ngx.req.get_body_data()
@@ -145,37 +146,68 @@ local function read_body()
   return body
 end
 
--- A content handler for nginx: handler{key = "base64" or function() → key,
--- on_notification = fn(note), dict = "shared dict name" or dict, ttl = seconds}.
--- Valid notifications get 200 at once and fn runs after the answer is sent
--- (QIWI wants an answer within 1-2 s and retries otherwise); a duplicate
+-- Sends a short plain-text answer and ends the content phase. ngx.exit gets
+-- 200 because the status is already on the wire; a status >= 300 there would
+-- make nginx try to send an error page after the answer.
+local function answer(status, text)
+  ngx.status = status
+  ngx.header["Content-Type"] = "text/plain"
+  ngx.header["Content-Length"] = #text + 1
+  ngx.say(text)
+end
+
+local function usable_key(k)
+  if type(k) ~= "string" or k == "" then return false end
+  local raw = core.base64_decode(k)
+  return raw ~= nil and raw ~= ""
+end
+
+-- A content handler for nginx:
+--   handler{ key = "base64" or function() -> key, on_notification = fn(note),
+--            dict = "lua_shared_dict name" or the dict, ttl = seconds (86400),
+--            memory = ids remembered without a dict (10000) }
+-- Build it once per worker (at module level, or in init_by_lua) and call it
+-- from content_by_lua*: the duplicate memory lives in the handler, or in the
+-- shared dict, which is what all workers share.
+-- A valid notification gets 200 at once and fn runs after the answer is sent
+-- (QIWI wants an answer within 1-2 s and retries otherwise); a repeated
 -- messageId gets 200 without calling fn; a bad signature gets 403 and a body
 -- that is not a notification 400, neither calling fn.
 function _M.handler(opts)
   assert(type(opts) == "table", "webhook.handler takes an options table")
   local key = opts.key
   assert(type(key) == "string" or type(key) == "function", "webhook.handler: key must be a string or a function")
+  assert(type(key) == "function" or usable_key(key), "webhook.handler: key is not a base64 key")
   local fn = opts.on_notification
   assert(type(fn) == "function", "webhook.handler: on_notification must be a function")
   local ttl = opts.ttl or 86400
+  assert(type(ttl) == "number" and ttl > 0, "webhook.handler: ttl must be a positive number of seconds")
   local dict = opts.dict
+  if type(dict) == "string" then
+    -- A misspelt name would silently fall back to per-worker memory.
+    assert(type(ngx) == "table" and ngx.shared and ngx.shared[dict],
+      "webhook.handler: no lua_shared_dict named '" .. dict .. "'")
+    dict = ngx.shared[dict]
+  end
+  assert(dict == nil or type(dict) == "table" or type(dict) == "userdata",
+    "webhook.handler: dict must be a lua_shared_dict or its name")
   local seen, seen_order, seen_max = {}, {}, opts.memory or 10000
+  local first = 1
 
   -- true when messageId was seen before; remembers it otherwise
   local function duplicate(id)
     if type(id) ~= "string" or id == "" then return false end
-    local d = dict
-    if type(d) == "string" then d = ngx.shared[d] end
-    if d then
-      local ok, err = d:add("qiwi:msg:" .. id, true, ttl)
-      if not ok and err == "exists" then return true end
-      return false
+    if dict then
+      local ok, err = dict:add("qiwi:msg:" .. id, true, ttl)
+      return not ok and err == "exists"
     end
     if seen[id] then return true end
     seen[id] = true
     seen_order[#seen_order + 1] = id
-    if #seen_order > seen_max then
-      seen[table.remove(seen_order, 1)] = nil
+    if #seen_order - first + 1 > seen_max then
+      seen[seen_order[first]] = nil
+      seen_order[first] = nil
+      first = first + 1
     end
     return false
   end
@@ -183,27 +215,38 @@ function _M.handler(opts)
   return function()
     if ngx.req.get_method() ~= "POST" then
       ngx.header["Allow"] = "POST"
-      return ngx.exit(405)
+      answer(405, "POST only")
+      return ngx.exit(ngx.HTTP_OK)
     end
     local body = read_body()
     local k = key
-    if type(k) == "function" then k = k() end
+    if type(k) == "function" then
+      local ok, v = pcall(k)
+      if not ok or not usable_key(v) then
+        ngx.log(ngx.ERR, "qiwi webhook: the key function gave no key: ", tostring(v))
+        answer(500, "webhook key unavailable")
+        return ngx.exit(ngx.HTTP_OK)
+      end
+      k = v
+    end
     local note, err = _M.verify(body or "", k)
     if not note then
-      ngx.status = err.code == "signature" and 403 or 400
-      ngx.header["Content-Type"] = "text/plain"
-      ngx.say(err.message)
-      return ngx.exit(ngx.status)
+      if err.code == "signature" then
+        ngx.log(ngx.WARN, "qiwi webhook: refused a notification with a bad signature")
+        answer(403, err.message)
+      else
+        answer(400, err.message)
+      end
+      return ngx.exit(ngx.HTTP_OK)
     end
     local dup = duplicate(note.messageId)
-    ngx.status = 200
-    ngx.header["Content-Type"] = "text/plain"
-    ngx.say("OK")
+    answer(200, "OK")
     ngx.eof()
     if not dup then
       local ok, ferr = pcall(fn, note)
-      if not ok then ngx.log(ngx.ERR, "qiwi webhook on_notification failed: ", tostring(ferr)) end
+      if not ok then ngx.log(ngx.ERR, "qiwi webhook: on_notification failed: ", tostring(ferr)) end
     end
+    return ngx.exit(ngx.HTTP_OK)
   end
 end
 

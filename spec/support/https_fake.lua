@@ -127,7 +127,7 @@ local function build_conf(o)
     "    fastcgi_temp_path " .. q(p .. "/tmp/fastcgi") .. ";",
     "    uwsgi_temp_path " .. q(p .. "/tmp/uwsgi") .. ";",
     "    scgi_temp_path " .. q(p .. "/tmp/scgi") .. ";",
-    '    lua_package_path "' .. REPO .. "/lua/?.lua;" .. REPO .. '/lua/?/init.lua;;";',
+    '    lua_package_path "' .. (o.lua_path or "") .. REPO .. "/lua/?.lua;" .. REPO .. '/lua/?/init.lua;;";',
   }
   if o.http_extra then lines[#lines + 1] = o.http_extra end
   local content = o.location_lua or 'require("qiwi.fake.nginx").serve()'
@@ -169,6 +169,7 @@ local function control_target(srv)
 end
 
 -- Returns status (number, 0 if no HTTP answer), body, curl's stderr.
+-- Public as Server:curl for specs that talk to a custom location_lua.
 function Server:_curl(method, path, body, max_time)
   local ca, host, resolve = control_target(self)
   local dir = self.prefix .. "/tmp"
@@ -189,6 +190,8 @@ function Server:_curl(method, path, body, max_time)
   p:close()
   return tonumber(code) or 0, util.read_file(out) or "", util.read_file(errf) or ""
 end
+
+Server.curl = Server._curl
 
 function Server:_control(method, path, body)
   if self.stopped then error("https_fake: server already stopped", 3) end
@@ -340,7 +343,9 @@ end
 
 -- opts: cert ("good" | "other_ca" | "wrong_host"), fake (table for reset),
 -- delay_ms, location_lua (custom content_by_lua body instead of the fake),
--- http_extra / server_extra (raw directives), http2 (default true),
+-- http_extra / server_extra (raw directives), lua_path (entries put before
+-- the repository's lua/ in lua_package_path, each ending in ';'),
+-- http2 (default true),
 -- access_log (default true), log_level (default "warn"), pki_dir,
 -- start_timeout (seconds, default 5), keep (leave the prefix on stop).
 function _M.start(opts)
@@ -365,7 +370,7 @@ function _M.start(opts)
     log_level = opts.log_level or "warn",
     access_log = opts.access_log ~= false,
     http2 = opts.http2 ~= false,
-    location_lua = opts.location_lua,
+    location_lua = opts.location_lua, lua_path = opts.lua_path,
     http_extra = opts.http_extra, server_extra = opts.server_extra,
   }
   local srv = setmetatable({

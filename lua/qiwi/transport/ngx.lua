@@ -1,38 +1,82 @@
 -- The transport inside nginx (OpenResty or libnginx-mod-http-lua): cosockets,
--- so a call yields to nginx's event loop instead of blocking the worker.
--- Connections are kept in nginx's keep-alive pools between requests.
+-- so a call yields to nginx's event loop instead of blocking the worker and
+-- every other request it serves. Connections live in the worker's keep-alive
+-- pools between calls, shared by every client of the worker.
+--
+-- TLS: verification is always on and checks the URL's host name (not an IP
+-- SAN) against the certificate, trusting the CAs of nginx's
+-- `lua_ssl_trusted_certificate`. lua-nginx-module (0.10.23 and OpenResty
+-- alike) has no per-socket CA, so a client's `ca_file` cannot be honoured
+-- here and calls fail with an argument error instead of trusting something
+-- else than asked. nginx's resolver ignores /etc/hosts: `resolve` maps a
+-- name to an address while the certificate is still checked for the name.
+local core = require "qiwi.core"
+
 local ngx = ngx
 local tcp = ngx.socket.tcp
 local concat, lower, find, format = table.concat, string.lower, string.find, string.format
-local tonumber = tonumber
+local tonumber, tostring, ipairs, setmetatable = tonumber, tostring, ipairs, setmetatable
+local floor, min, max = math.floor, math.min, math.max
+local monotonic = core.monotonic
 
 local _M = {}
 local mt = { __index = _M }
 
--- Phases where nginx gives no cosockets: calling there must fail, not block.
-local NO_COSOCKET = { init = true, init_worker = true, set = true, header_filter = true,
-                      body_filter = true, log = true, balancer = true, ssl_cert = false }
+-- Where lua-nginx-module allows cosockets. Elsewhere (init, init_worker, set,
+-- header/body filters, log, balancer, exit_worker) a socket call raises, and
+-- the only way to wait would block the worker.
+local COSOCKET_PHASES = {
+  rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
 
 local DEFAULT_MAX_BODY = 10 * 1024 * 1024
+-- A misbehaving server must not make us buffer endless header lines.
+local MAX_HEADER_BYTES = 64 * 1024
 
--- opts: timeout, connect_timeout (seconds), resolve (list "host:port:ip"),
--- user_agent, max_body, pool_size, keepalive_timeout (seconds)
+-- opts: timeout, connect_timeout (seconds), resolve (list of "host:port:ip"),
+-- user_agent, max_body, ca_file, pool_size, keepalive_timeout (seconds)
 function _M.new(opts)
   local resolve = {}
   for _, entry in ipairs(opts.resolve or {}) do
     local host, port, ip = entry:match("^([^:]+):(%d+):(.+)$")
-    if host then resolve[host .. ":" .. port] = ip end
+    if host then resolve[lower(host) .. ":" .. port] = ip:match("^%[(.*)%]$") or ip end
   end
   return setmetatable({
-    timeout_ms = math.floor((opts.timeout or 30) * 1000),
-    connect_ms = math.floor((opts.connect_timeout or 10) * 1000),
+    timeout = opts.timeout or 30,
+    connect_timeout = opts.connect_timeout or 10,
     resolve = resolve,
     user_agent = opts.user_agent or "lua-qiwi",
     max_body = opts.max_body or DEFAULT_MAX_BODY,
-    pool_size = opts.pool_size or 16,
-    keepalive_ms = math.floor((opts.keepalive_timeout or 60) * 1000),
+    ca_file = opts.ca_file,
+    pool_size = opts.pool_size or 32,
+    keepalive_ms = floor((opts.keepalive_timeout or 60) * 1000),
     targets = {},
   }, mt)
+end
+
+-- Scheme, host, port and request target of a URL; the per-host part is kept.
+local function parse_url(self, url)
+  local scheme, host, port, rest = url:match("^(https?)://([^/:%?#]+):?(%d*)(.*)$")
+  if not scheme then return nil end
+  host = lower(host)
+  port = tonumber(port) or (scheme == "https" and 443 or 80)
+  if rest == "" then rest = "/" end
+  local key = host .. ":" .. port
+  local t = self.targets[key]
+  if not t then
+    local default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
+    local addr = self.resolve[key] or host
+    t = {
+      scheme = scheme, host = host, port = port, addr = addr,
+      host_header = default_port and host or key,
+      -- The pool is per scheme, address and TLS name: a connection verified
+      -- for one name must never serve another.
+      pool = "qiwi:" .. scheme .. ":" .. addr .. ":" .. port .. ":" .. host,
+    }
+    self.targets[key] = t
+  end
+  return t, rest
 end
 
 local function kind_of(err)
@@ -40,116 +84,125 @@ local function kind_of(err)
   return "network"
 end
 
--- Scheme, host, port and request target of a URL, cached per base.
-local function parse_url(self, url)
-  local scheme, host, port, rest = url:match("^(https?)://([^/:]+):?(%d*)(.*)$")
-  if not scheme then return nil end
-  port = tonumber(port) or (scheme == "https" and 443 or 80)
-  if rest == "" then rest = "/" end
-  local key = host .. ":" .. port
-  local t = self.targets[key]
-  if not t then
-    local default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
-    t = {
-      scheme = scheme, host = host, port = port,
-      connect_to = self.resolve[key] or host,
-      host_header = default_port and host or key,
-      pool = scheme .. ":" .. key .. ":" .. (self.resolve[key] or host),
-    }
-    self.targets[key] = t
-  end
-  return t, rest
+-- Milliseconds left until the deadline, at least 1 (0 would mean "no timeout"
+-- to some cosocket calls).
+local function left_ms(deadline)
+  return max(floor((deadline - monotonic()) * 1000), 1)
 end
 
-local function read_headers(sock)
-  local line, err = sock:receive("*l")
-  if not line then return nil, err end
-  local status = tonumber(line:match("^HTTP/%d%.%d (%d%d%d)"))
-  if not status then return nil, "bad status line" end
-  local headers = {}
+-- Reads the status line and headers, skipping interim 1xx answers.
+-- Returns status, headers or nil, err, got_bytes.
+local function read_head(sock, deadline)
+  local got = false
   while true do
-    line, err = sock:receive("*l")
-    if not line then return nil, err end
-    if line == "" then break end
-    local name, value = line:match("^([^:]+):%s*(.-)%s*$")
-    if name then
+    sock:settimeout(left_ms(deadline))
+    local line, err = sock:receive("*l")
+    if not line then return nil, err, got end
+    got = true
+    local status = tonumber(line:match("^HTTP/1%.[01] (%d%d%d)"))
+    if not status then return nil, "malformed status line", true end
+    local http10 = find(line, "^HTTP/1%.0") ~= nil
+    local headers, size = {}, #line
+    while true do
+      sock:settimeout(left_ms(deadline))
+      line, err = sock:receive("*l")
+      if not line then return nil, err, true end
+      if line == "" then break end
+      size = size + #line
+      if size > MAX_HEADER_BYTES then return nil, "response headers too large", true end
+      local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
+      if not name then return nil, "malformed header line", true end
       name = lower(name)
       local old = headers[name]
       headers[name] = old and (old .. ", " .. value) or value
     end
+    if status >= 200 or status < 100 then return status, headers, http10 end
   end
-  return status, headers
 end
 
-local function read_body(self, sock, status, headers, method)
-  if method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200) then
-    return ""
-  end
+-- Returns body, reusable or nil, err ("cap" when over max_body).
+local function read_body(self, sock, status, headers, method, deadline)
+  if method == "HEAD" or status == 204 or status == 304 then return "", true end
   local te = headers["transfer-encoding"]
   if te and find(lower(te), "chunked", 1, true) then
     local parts, total = {}, 0
     while true do
+      sock:settimeout(left_ms(deadline))
       local line, err = sock:receive("*l")
       if not line then return nil, err end
-      local size = tonumber(line:match("^%s*(%x+)"), 16)
-      if not size then return nil, "bad chunk size" end
+      local size = tonumber(line:match("^%s*(%x+)%s*;?") or "", 16)
+      if not size then return nil, "malformed chunk size" end
       if size == 0 then
-        -- trailers end with an empty line
-        repeat
+        repeat -- trailers, up to the empty line
+          sock:settimeout(left_ms(deadline))
           line, err = sock:receive("*l")
           if not line then return nil, err end
         until line == ""
-        break
+        return concat(parts), true
       end
       total = total + size
       if total > self.max_body then return nil, "cap" end
+      sock:settimeout(left_ms(deadline))
       local data
       data, err = sock:receive(size)
       if not data then return nil, err end
       parts[#parts + 1] = data
-      local crlf
-      crlf, err = sock:receive(2)
-      if crlf ~= "\r\n" then return nil, err or "bad chunk end" end
+      sock:settimeout(left_ms(deadline))
+      line, err = sock:receive("*l")
+      if line ~= "" then return nil, err or "malformed chunk end" end
     end
-    return concat(parts)
   end
   local len = headers["content-length"]
   if len then
-    len = tonumber(len)
-    if not len or len < 0 then return nil, "bad content-length" end
+    len = len:match("^%d+$") and tonumber(len)
+    if not len then return nil, "malformed content-length" end
     if len > self.max_body then return nil, "cap" end
-    if len == 0 then return "" end
-    return sock:receive(len)
+    if len == 0 then return "", true end
+    sock:settimeout(left_ms(deadline))
+    local data, err = sock:receive(len)
+    if not data then return nil, err end
+    return data, true
   end
-  -- no length: the body runs to the end of the connection
-  local reader = sock:receiveuntil("\0\0never\0\0")
-  local data, err, partial = reader(self.max_body + 1)
-  data = data or partial
-  if data and #data > self.max_body then return nil, "cap" end
-  if data then return data, nil, true end
-  return nil, err
+  -- Neither: the body runs to the end of the connection.
+  local parts, total = {}, 0
+  while true do
+    sock:settimeout(left_ms(deadline))
+    local data, err = sock:receiveany(65536)
+    if not data then
+      if err == "closed" then return concat(parts), false end
+      return nil, err
+    end
+    total = total + #data
+    if total > self.max_body then return nil, "cap" end
+    parts[#parts + 1] = data
+  end
 end
 
--- req: method, url, headers (complete list of header lines), body, timeout
-function _M:request(req)
-  local phase = ngx.get_phase()
-  if NO_COSOCKET[phase] then
-    return nil, "argument", "cosockets are not available in nginx's " .. phase
-      .. " phase; call the client from a content, access or rewrite handler or a timer"
-  end
-  local t, target = parse_url(self, req.url)
-  if not t then return nil, "argument", "bad URL" end
+-- One attempt on one connection (pooled or new). Returns res, or nil, kind,
+-- message, retry (true when a reused connection died before answering, so
+-- nothing was processed and a fresh connection may try again).
+local function exchange(self, t, target, req, deadline)
   local sock = tcp()
-  local total_ms = req.timeout and math.floor(req.timeout * 1000) or self.timeout_ms
-  sock:settimeouts(math.min(self.connect_ms, total_ms), total_ms, total_ms)
-  local ok, err = sock:connect(t.connect_to, t.port, { pool = t.pool, pool_size = self.pool_size })
-  if not ok then return nil, kind_of(err), "connect to " .. t.host .. ":" .. t.port .. " failed: " .. tostring(err) end
-  if t.scheme == "https" and sock:getreusedtimes() == 0 then
-    -- server name for SNI and for the name check; verification always on
-    ok, err = sock:sslhandshake(nil, t.host, true)
+  sock:settimeout(min(floor(self.connect_timeout * 1000), left_ms(deadline)))
+  local ok, err = sock:connect(t.addr, t.port, { pool = t.pool, pool_size = self.pool_size })
+  if not ok then
+    return nil, kind_of(err), "connect to " .. t.host .. ":" .. t.port .. " failed: " .. tostring(err)
+  end
+  local reused = (sock:getreusedtimes() or 0) > 0
+  if t.scheme == "https" and not reused then
+    -- When the handshake completes at once and verification failed,
+    -- lua-resty-core up to at least 0.1.25 raises "assertion failed!" instead
+    -- of returning the error (its issue #499); it still refuses the peer, so
+    -- a raise is a verification failure too. pcall is yieldable on LuaJIT.
+    local done, res, herr = pcall(sock.sslhandshake, sock, nil, t.host, true)
+    if done then
+      ok, err = res, herr
+    else
+      ok, err = nil, "certificate verification failed (" .. tostring(res) .. ")"
+    end
     if not ok then
       sock:close()
-      if err == "timeout" then return nil, "timeout", "TLS handshake timed out" end
+      if err == "timeout" then return nil, "timeout", "TLS handshake with " .. t.host .. " timed out" end
       return nil, "tls", "TLS handshake with " .. t.host .. " failed: " .. tostring(err)
     end
   end
@@ -166,37 +219,65 @@ function _M:request(req)
   end
   lines[#lines + 1] = "\r\n"
   if body then lines[#lines + 1] = body end
+  sock:settimeout(left_ms(deadline))
   local sent
   sent, err = sock:send(lines)
   if not sent then
     sock:close()
-    return nil, kind_of(err), "send failed: " .. tostring(err)
+    return nil, kind_of(err), "send failed: " .. tostring(err), reused and err == "closed"
   end
 
-  local status, headers = read_headers(sock)
+  local status, headers, http10 = read_head(sock, deadline)
   if not status then
     sock:close()
-    return nil, kind_of(headers), "no answer: " .. tostring(headers)
+    local why, got_bytes = headers, http10
+    return nil, kind_of(why), "no answer: " .. tostring(why),
+      reused and not got_bytes and (why == "closed" or find(tostring(why), "reset", 1, true) ~= nil)
   end
-  local data, berr, closed = read_body(self, sock, status, headers, req.method)
+  local data, reusable = read_body(self, sock, status, headers, req.method, deadline)
   if not data then
     sock:close()
-    if berr == "cap" then
+    if reusable == "cap" then
       return nil, "http", format("response body exceeds the %d byte cap", self.max_body)
     end
-    return nil, kind_of(berr), "reading the answer failed: " .. tostring(berr)
+    return nil, kind_of(reusable), "reading the answer failed: " .. tostring(reusable)
   end
-  local conn = headers.connection and lower(headers.connection)
-  if closed or conn == "close" then
+  local conn = headers.connection and lower(headers.connection) or ""
+  if not reusable or find(conn, "close", 1, true)
+      or (http10 and not find(conn, "keep-alive", 1, true)) then
     sock:close()
   else
-    sock:setkeepalive(self.keepalive_ms, self.pool_size)
+    sock:setkeepalive(self.keepalive_ms)
   end
   return { status = status, headers = headers, body = data }
 end
 
+-- req: method, url, headers (complete list of header lines), body, timeout
+-- (seconds left for this attempt). Returns {status, headers, body} or
+-- nil, kind, message.
+function _M:request(req)
+  local phase = ngx.get_phase()
+  if not COSOCKET_PHASES[phase] then
+    return nil, "argument", "nginx allows no cosockets in the " .. phase .. " phase and a call"
+      .. " there would block the worker; call from rewrite, access or content, or from ngx.timer.at"
+  end
+  if self.ca_file then
+    return nil, "argument", "ca_file cannot be used inside nginx (lua-nginx-module has no per-socket CA);"
+      .. " put the CA in lua_ssl_trusted_certificate and leave ca_file unset"
+  end
+  local t, target = parse_url(self, req.url)
+  if not t then return nil, "argument", "bad URL" end
+  local deadline = monotonic() + (req.timeout or self.timeout)
+  local res, kind, message, retry = exchange(self, t, target, req, deadline)
+  if not res and retry and monotonic() < deadline then
+    res, kind, message = exchange(self, t, target, req, deadline)
+  end
+  if not res then return nil, kind, message end
+  return res
+end
+
+-- Pooled connections belong to the worker, not to one client: nothing to do.
 function _M.close()
-  -- pooled connections belong to the nginx worker, not to one client
 end
 
 return _M

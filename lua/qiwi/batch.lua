@@ -1,0 +1,313 @@
+-- client:batch{ {"accounts"}, {"history", {rows = 50}}, {"transaction", 123, "OUT"}, … }
+--
+-- Runs the calls at once on the client's libcurl multi handle and returns
+-- their results in the order given: results[i] = { v1, v2, n = 2 }, the two
+-- values the method would have returned on its own (result, err; for
+-- receipts bytes, content_type). Nothing raises: a bad call, a network fault
+-- or an error answer is that call's err, and the other calls still run.
+--
+-- Which calls overlap:
+--   * every method that is one row of qiwi.endpoints, concurrently;
+--   * accounts(), concurrently; its null-balance repeats (see Client:accounts)
+--     then go out together in a second concurrent round;
+--   * the other compositions (transfer, pay_mobile, pay_card, convert, …),
+--     which make several dependent requests or keep state, run one after
+--     another once the concurrent part is done, exactly as if called alone;
+--   * payments (an iterator), batch and close are refused (argument error).
+-- A client with its own `transport`, or inside nginx, runs every call one
+-- after another through that transport: same results, no overlap.
+local core = require "qiwi.core"
+local qerror = require "qiwi.error"
+local endpoints = require "qiwi.endpoints"
+local ratelimit = require "qiwi.ratelimit"
+local client_mod = require "qiwi.client"
+
+local Client, row_methods = client_mod.Client, client_mod.row_methods
+local null = core.null
+local type, ipairs, pairs, tostring = type, ipairs, pairs, tostring
+local unpack = table.unpack or unpack
+local monotonic, sleep = core.monotonic, core.sleep
+
+local _M = {}
+
+local REFUSED = {
+  payments = "payments is an iterator; call it outside batch",
+  batch = "batch cannot be nested",
+  close = "close cannot be batched",
+}
+
+local DEFAULT_CONCURRENCY = 64
+
+local in_nginx = type(ngx) == "table" and type(ngx.socket) == "table"
+
+-- The per-client multi handle and its registered header sets. Kept in the
+-- client's transports so that client:close() closes it with the rest.
+local function multi_for(self)
+  local st = self._transports.batch
+  if st then return st end
+  local o = self._opts
+  local ok, m, kind, message = pcall(core.multi, {
+    timeout = o.timeout, connect_timeout = o.connect_timeout, ca_file = o.ca_file,
+    user_agent = o.user_agent, resolve = o.resolve, allow_http = o.allow_http, max_body = o.max_body,
+  })
+  if not ok then return nil, "network", tostring(m) end
+  if not m then return nil, kind, message end
+  st = { multi = m, ids = {} }
+  function st.close() m:close() end
+  self._transports.batch = st
+  return st
+end
+
+local function header_id(st, list)
+  local id = st.ids[list]
+  if id == nil then
+    local kind, message
+    id, kind, message = st.multi:headers(list)
+    if not id then return nil, kind, message end
+    st.ids[list] = id
+  end
+  return id
+end
+
+local function retry_delay(err, res)
+  if err.retry_after then return err.retry_after end
+  local v = res and res.headers and res.headers["retry-after"]
+  local n = v and tonumber(v)
+  if n and n >= 0 then return n end
+  return nil
+end
+
+local function result_of(v1, v2) return { v1, v2, n = 2 } end
+
+-- Sends the wire requests of `jobs` concurrently, retrying what the
+-- sequential path would retry; calls done(job, v1, v2) once per job.
+local function run_rounds(self, st, jobs, concurrency, deadline, done)
+  local pending = jobs
+  local attempt = 0
+  while #pending > 0 do
+    attempt = attempt + 1
+    local reqs = {}
+    for k, job in ipairs(pending) do
+      if job.row.rate == "history" and self._history_rate then
+        ratelimit.acquire(self._history_rate, self.wallet or "?")
+      end
+      reqs[k] = job.req
+    end
+    local left = deadline - monotonic()
+    local answers, kind, message
+    if left > 0.001 then
+      answers, kind, message = st.multi:perform(reqs, left, concurrency)
+    else
+      kind, message = "timeout", "the batch ran out of time before this call was sent"
+    end
+    local again, wait = {}, nil
+    for k, job in ipairs(pending) do
+      local res = answers and answers[k]
+      local v1, v2, err
+      if res and res.status then
+        v1, v2 = self:_response(job.row, job.path, res)
+        if v1 == nil then err = v2 end
+      else
+        err = self:_error { kind = res and res.kind or kind or "network",
+                            message = res and res.message or message or "transport failed",
+                            method = job.row.method, path = job.path }
+      end
+      if err and err.retryable and job.safe and attempt <= self.retries then
+        job.err = err
+        again[#again + 1] = job
+        local d = retry_delay(err, res)
+        if d and (wait == nil or d > wait) then wait = d end
+      elseif err then
+        done(job, nil, err)
+      else
+        done(job, v1, v2)
+      end
+    end
+    if #again > 0 then
+      wait = wait or 0.2 * 2 ^ (attempt - 1) * (0.5 + math.random())
+      if monotonic() + wait >= deadline then
+        for _, job in ipairs(again) do done(job, nil, job.err) end
+        again = {}
+      else
+        sleep(wait)
+      end
+    end
+    pending = again
+  end
+end
+
+-- The wire request of one row call, or nil, err (argument errors and the
+-- wallet lookup's failure come back here, before anything is sent).
+local function prepare(self, st, row, name, args, nargs)
+  local path, query, body = self:_prepare(row, name, unpack(args, 2, nargs))
+  if not path then return nil, query end
+  local _, headers = self:_wire_headers(row, body)
+  local url = self.base_url .. path
+  if query ~= "" then url = url .. "?" .. query end
+  local id, kind, message = header_id(st, headers)
+  if not id then
+    return nil, self:_error { kind = kind or "network", message = message, method = row.method, path = path }
+  end
+  return {
+    row = row, path = path, safe = row.method == "GET" or row.idempotent == true,
+    req = { method = row.method, url = url, headers = id, body = body, decode = not row.raw },
+  }
+end
+
+local function arg_error(self, message, row)
+  return self:_error { kind = "argument", message = message, retryable = false,
+                       method = row and row.method, path = row and row.path }
+end
+
+-- What kind of call calls[i] is: "row", "accounts", "sequential", or nil, err.
+local function classify(self, call, i)
+  if type(call) ~= "table" then
+    return nil, arg_error(self, "batch item " .. i .. " must be a table {name, args...}")
+  end
+  local name = call[1]
+  if type(name) ~= "string" then
+    return nil, arg_error(self, "batch item " .. i .. " must start with a method name")
+  end
+  if REFUSED[name] then return nil, arg_error(self, REFUSED[name]) end
+  local fn = name:sub(1, 1) ~= "_" and Client[name] or nil
+  if type(fn) ~= "function" then return nil, arg_error(self, "unknown method '" .. name .. "'") end
+  if name == "accounts" then return "accounts" end
+  if row_methods[name] == fn then return "row" end
+  return "sequential"
+end
+
+-- Mirrors Client:accounts: an account with hasBalance=true and a null
+-- balance is asked again with account_balance(alias).
+local function null_balance_aliases(res)
+  local list = {}
+  for _, acc in ipairs(type(res) == "table" and type(res.accounts) == "table" and res.accounts or {}) do
+    if acc.hasBalance == true and (acc.balance == null or acc.balance == nil) and type(acc.alias) == "string" then
+      list[#list + 1] = acc
+    end
+  end
+  return list
+end
+
+local function merge_balance(acc, again)
+  for _, a in ipairs(type(again) == "table" and type(again.accounts) == "table" and again.accounts or {}) do
+    if a.alias == acc.alias and a.balance ~= nil then acc.balance = a.balance end
+  end
+end
+
+local function check_opts(self, opts)
+  if opts == nil then return DEFAULT_CONCURRENCY end
+  if type(opts) ~= "table" then return nil, arg_error(self, "batch options must be a table") end
+  for k in pairs(opts) do
+    if k ~= "concurrency" then return nil, arg_error(self, "batch: unknown option '" .. tostring(k) .. "'") end
+  end
+  local c = opts.concurrency
+  if c == nil then return DEFAULT_CONCURRENCY end
+  if type(c) ~= "number" or c ~= math.floor(c) or c < 1 or c > 256 then
+    return nil, arg_error(self, "batch: concurrency must be an integer from 1 to 256")
+  end
+  return c
+end
+
+local function sequential(self, calls, kinds, results)
+  for i, call in ipairs(calls) do
+    if kinds[i] then
+      results[i] = result_of(Client[call[1]](self, unpack(call, 2, call.n or #call)))
+    end
+  end
+  return results
+end
+
+-- client:batch(calls, {concurrency = 64}) -> results, or nil, err when
+-- `calls` is not a list or an option is wrong.
+function _M.run(self, calls, opts)
+  if type(calls) ~= "table" then return nil, arg_error(self, "batch takes a list of calls") end
+  local concurrency, oerr = check_opts(self, opts)
+  if not concurrency then return nil, oerr end
+  local n = #calls
+  local results, kinds = {}, {}
+  for i = 1, n do
+    local kind, err = classify(self, calls[i], i)
+    if kind then kinds[i] = kind else results[i] = result_of(nil, err) end
+  end
+  if self._opts.transport or in_nginx then return sequential(self, calls, kinds, results) end
+
+  local st, skind, smessage = multi_for(self)
+  if not st then
+    for i = 1, n do
+      if kinds[i] then
+        results[i] = result_of(nil, self:_error { kind = skind or "network", message = tostring(smessage) })
+      end
+    end
+    return results
+  end
+
+  -- the deadline starts after the wallet lookup a first call may need
+  local jobs, deadline = {}, nil
+  for i = 1, n do
+    local kind = kinds[i]
+    if kind == "row" or kind == "accounts" then
+      local call = calls[i]
+      local name = call[1]
+      local row = endpoints[name]
+      local job, err = prepare(self, st, row, name, call, call.n or #call)
+      if job then
+        job.i = i
+        job.accounts = kind == "accounts"
+        jobs[#jobs + 1] = job
+      else
+        results[i] = result_of(nil, err)
+      end
+    end
+  end
+  deadline = monotonic() + self.timeout
+
+  local followups = {}
+  run_rounds(self, st, jobs, concurrency, deadline, function(job, v1, v2)
+    if job.accounts and v1 ~= nil then
+      local list = null_balance_aliases(v1)
+      if #list > 0 then
+        followups[#followups + 1] = { i = job.i, res = v1, accounts = list }
+        return
+      end
+    end
+    results[job.i] = result_of(v1, v2)
+  end)
+
+  if #followups > 0 then
+    local more, owner = {}, {}
+    for _, f in ipairs(followups) do
+      for _, acc in ipairs(f.accounts) do
+        local job, err = prepare(self, st, endpoints.account_balance, "account_balance",
+                                 { "account_balance", acc.alias }, 2)
+        if job then
+          job.acc = acc
+          more[#more + 1] = job
+          owner[job] = f
+        elseif not f.err then
+          f.err = err
+        end
+      end
+    end
+    run_rounds(self, st, more, concurrency, deadline, function(job, v1, v2)
+      local f = owner[job]
+      if v1 == nil then
+        f.err = f.err or v2
+      else
+        merge_balance(job.acc, v1)
+      end
+    end)
+    for _, f in ipairs(followups) do
+      if f.err then results[f.i] = result_of(nil, f.err) else results[f.i] = result_of(f.res) end
+    end
+  end
+
+  for i = 1, n do
+    if kinds[i] == "sequential" then
+      local call = calls[i]
+      results[i] = result_of(Client[call[1]](self, unpack(call, 2, call.n or #call)))
+    end
+  end
+  return results
+end
+
+return _M

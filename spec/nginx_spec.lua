@@ -1,0 +1,383 @@
+-- Our client inside a real nginx (Debian's nginx with libnginx-mod-http-lua,
+-- so LuaJIT and cosockets), on loopback ports picked at run time. Three
+-- servers of the https_fake harness: the fake QIWI, a "shapes" upstream whose
+-- answers are written byte for byte (spec/support/nginx_client.lua), and the
+-- app: one nginx process running examples/openresty's handlers plus test
+-- locations. The app trusts the test CA through lua_ssl_trusted_certificate
+-- and reaches the others as fake.qiwi.test (the name in their certificate)
+-- through the client's `resolve`.
+--
+-- Tagged "nginx": `make test` runs it once, not under every interpreter,
+-- since what it tests runs inside nginx's LuaJIT whatever drives it.
+local qiwi = require "qiwi"
+local https_fake = require "https_fake"
+local util = require("pki").util
+
+local shq = util.shq
+local REPO = util.repo_root()
+local TOKEN, WALLET = "test-token", "79111234567"
+local KEY = "JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc="
+
+-- The docs' worked example of a notification; DOCS_HASH is its signature
+-- under KEY, and messageId is not among the signed fields.
+local function notification(message_id, hash)
+  return '{"messageId":"' .. message_id .. '","hookId":"5e2027d1-f5f3-4ad1-b409-058b8b8a8c22",'
+    .. '"payment":{"txnId":"13353941550","date":"2018-06-27T13:39:00+03:00","type":"IN","status":"SUCCESS",'
+    .. '"errorCode":"0","personId":78000008000,"account":"+79161112233","comment":"","provider":7,'
+    .. '"sum":{"amount":1,"currency":643},"commission":{"amount":0,"currency":643},'
+    .. '"total":{"amount":1,"currency":643},"signFields":"sum.currency,sum.amount,type,account,txnId"},'
+    .. '"hash":"' .. hash .. '","version":"1.0.0","test":false}'
+end
+local DOCS_HASH = "f05c4e7bdf00620205d47696d77f924bfd3ba4d02b0398ac8a626e737dc27243"
+local WRONG_HASH = "76687ffe5c516c793faa46fafba0994e7ca7a6d735966e0e0c0b65eaa43bdca0"
+
+local function wait_until(timeout, fn)
+  local deadline = util.now() + timeout
+  while true do
+    local v = fn()
+    if v then return v end
+    if util.now() >= deadline then return nil end
+    util.sleep(0.02)
+  end
+end
+
+local function count(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+describe("inside nginx #nginx", function()
+  local fake, shapes, other, app
+  local FAKE_URL, SHAPES_URL
+
+  setup(function()
+    local so = io.open(REPO .. "/build/luajit/qiwi/core.so", "rb")
+    assert(so, "build/luajit/qiwi/core.so is missing: nginx's LuaJIT needs it (make LUA=luajit)")
+    so:close()
+    local cpath = '    lua_package_cpath "' .. REPO .. '/build/luajit/?.so;;";'
+    local support = REPO .. "/spec/support/?.lua;"
+
+    fake = https_fake.start { fake = { token = TOKEN, wallet = WALLET, balance = "1234.56" } }
+    shapes = https_fake.start { location_lua = 'require("nginx_client").shapes()', lua_path = support,
+                                http_extra = cpath, http2 = false }
+    other = https_fake.start { cert = "other_ca", location_lua = 'ngx.say("unreachable")' }
+    FAKE_URL = "https://fake.qiwi.test:" .. fake.port
+    SHAPES_URL = "https://fake.qiwi.test:" .. shapes.port
+
+    local http = {
+      cpath,
+      '    lua_ssl_trusted_certificate "' .. fake.ca_file .. '";',
+      "    lua_ssl_verify_depth 2;",
+      "    lua_shared_dict qiwi_webhooks 1m;",
+      "    lua_shared_dict qiwi_payments 1m;",
+      "    lua_shared_dict results 1m;",
+      "    init_by_lua_block {",
+      '        require("shop.qiwi").configure {',
+      '            token = "' .. TOKEN .. '", wallet = "' .. WALLET .. '", retries = 0,',
+      '            base_url = "' .. FAKE_URL .. '", resolve = { ["fake.qiwi.test"] = "127.0.0.1" },',
+      '            webhook_key = "' .. KEY .. '", webhook_dict = "qiwi_webhooks",',
+      '            on_notification = function(note) require("nginx_client").count_notification(note) end,',
+      "        }",
+      "    }",
+      '    init_worker_by_lua_block { require("nginx_client").init_worker("' .. FAKE_URL .. '") }',
+    }
+    local server = {
+      '        location = /balance { content_by_lua_block { require("shop.balance")() } }',
+      '        location = /qiwi/webhook { content_by_lua_block { require("shop.webhook")() } }',
+      '        location = /t/call { content_by_lua_block { require("nginx_client").call() } }',
+      '        location = /t/result { content_by_lua_block { require("nginx_client").result() } }',
+      '        location = /t/payment { content_by_lua_block {',
+      "            ngx.say(ngx.shared.qiwi_payments:get(ngx.var.arg_txn) or \"none\") } }",
+      "        location = /t/log-phase {",
+      '            content_by_lua_block { ngx.say("ok") }',
+      '            log_by_lua_block { require("nginx_client").log_phase("' .. FAKE_URL .. '") }',
+      "        }",
+      '        location = /t/blocking { content_by_lua_block { require("nginx_client").blocking("'
+        .. FAKE_URL .. '", ' .. fake.port .. ', "' .. fake.ca_file .. '") } }',
+    }
+    app = https_fake.start {
+      lua_path = REPO .. "/examples/openresty/lua/?.lua;" .. support,
+      location_lua = "ngx.exit(404)",
+      http_extra = table.concat(http, "\n"), server_extra = table.concat(server, "\n"),
+    }
+  end)
+
+  teardown(function()
+    for _, srv in ipairs { app, other, shapes, fake } do
+      if srv then srv:stop() end
+    end
+  end)
+
+  before_each(function()
+    fake:reset { token = TOKEN, wallet = WALLET, balance = "1234.56" }
+    fake:config { delay_ms = 0 }
+  end)
+
+  -- GET on the app; the decoded JSON answer (or the raw body), the status.
+  local function get(path)
+    local status, body, cerr = app:curl("GET", path)
+    assert(status ~= 0, "no answer from the app: " .. cerr .. "\n" .. app:error_log(20))
+    local v = qiwi.json.decode(body)
+    if v == nil then v = body end
+    return v, status
+  end
+
+  -- A client call made inside the app; options as query arguments.
+  local function call(args)
+    local q = {}
+    for k, v in pairs(args) do q[#q + 1] = k .. "=" .. v end
+    table.sort(q)
+    local v, status = get("/t/call?" .. table.concat(q, "&"))
+    assert(status == 200, ("/t/call answered %s %s\n--- app error.log ---\n%s"):format(
+      status, type(v) == "string" and v or "", app:error_log(20)))
+    return v
+  end
+
+  local function shape(name, extra)
+    local args = { base = SHAPES_URL, resolve = "fake.qiwi.test=127.0.0.1", token = "shape-" .. name }
+    for k, v in pairs(extra or {}) do args[k] = v end
+    return call(args)
+  end
+
+  -- n GETs of path at once (curl --parallel, one connection each); returns
+  -- the statuses, the bodies and the wall-clock seconds for all of them.
+  local function parallel_get(path, n)
+    local dir = app.prefix .. "/tmp"
+    local cmd = { "curl -sS --http1.1 --parallel --parallel-immediate --parallel-max", tostring(n),
+                  "--max-time 20 --cacert", shq(app.ca_file), "-w '%{http_code}\\n'" }
+    for i = 1, n do
+      os.remove(dir .. "/par-" .. i)
+      cmd[#cmd + 1] = "-o " .. shq(dir .. "/par-" .. i) .. " " .. shq(app:url(path))
+    end
+    cmd[#cmd + 1] = "2>&1 </dev/null"
+    local t0 = util.now()
+    local p = io.popen(table.concat(cmd, " "))
+    local out = p:read("*a")
+    p:close()
+    local elapsed = util.now() - t0
+    local statuses, bodies = {}, {}
+    for code in out:gmatch("(%d%d%d)\n") do statuses[#statuses + 1] = tonumber(code) end
+    for i = 1, n do bodies[i] = util.read_file(dir .. "/par-" .. i) end
+    return statuses, bodies, elapsed, out
+  end
+
+  describe("the balance location of examples/openresty", function()
+    it("returns the fake's balance, fetched through our client over HTTPS", function()
+      local v, status = get("/balance")
+      assert.equal(200, status)
+      assert.same({ amount = 1234.56, currency = 643 }, v.balances.qw_wallet_rub)
+      local reqs = fake:requests()
+      assert.equal(1, #reqs)
+      assert.equal("/funding-sources/v2/persons/" .. WALLET .. "/accounts", reqs[1].path)
+      assert.equal("Bearer " .. TOKEN, reqs[1].headers.authorization)
+      assert.equal("lua-qiwi/0.1.0", reqs[1].headers["user-agent"])
+      assert.equal("fake.qiwi.test:" .. fake.port, reqs[1].headers.host)
+    end)
+
+    it("answers 20 concurrent requests while the fake delays each by 200 ms", function()
+      fake:config { delay_ms = 200 }
+      local statuses, bodies, elapsed, out = parallel_get("/balance", 20)
+      print(("\n[nginx] 20 concurrent /balance calls, fake delay 200 ms each, one worker: %.3f s"
+        .. " (serial would be >= 4 s)"):format(elapsed))
+      assert.equal(20, #statuses, out)
+      for i = 1, 20 do
+        assert.equal(200, statuses[i], out)
+        assert.equal(1234.56, qiwi.json.decode(bodies[i]).balances.qw_wallet_rub.amount)
+      end
+      assert.equal(20, #fake:requests())
+      assert.is_true(elapsed >= 0.2, "the fake's delay did not apply")
+      assert.is_true(elapsed < 2.0, ("20 calls took %.3f s: the worker blocked"):format(elapsed))
+    end)
+
+    it("control: the blocking libcurl transport makes the one worker serve them in turn", function()
+      fake:config { delay_ms = 200 }
+      local statuses, bodies, elapsed, out = parallel_get("/t/blocking", 5)
+      print(("\n[nginx] 5 concurrent calls through libcurl inside nginx: %.3f s"):format(elapsed))
+      assert.equal(5, #statuses, out)
+      for i = 1, 5 do
+        assert.equal(200, statuses[i], out)
+        assert.is_true(qiwi.json.decode(bodies[i]).ok, bodies[i])
+      end
+      assert.is_true(elapsed >= 0.95, ("5 blocking calls took only %.3f s"):format(elapsed))
+    end)
+
+    it("keeps its connection to QIWI alive between requests", function()
+      for _ = 1, 5 do
+        local _, status = get("/balance")
+        assert.equal(200, status)
+      end
+      local reqs = fake:requests()
+      assert.equal(5, #reqs)
+      local conns = {}
+      for _, r in ipairs(reqs) do conns[r.connection] = true end
+      assert.equal(1, count(conns))
+    end)
+  end)
+
+  describe("the cosocket transport", function()
+    it("reads content-length, chunked, close-delimited and post-interim answers", function()
+      for _, name in ipairs { "length", "chunked", "close", "interim" } do
+        local v = shape(name)
+        assert.is_true(v.ok, name .. ": " .. tostring(v.err and v.err.text))
+        assert.equal(42.5, v.result.accounts[1].balance.amount, name)
+        -- decoded by the C core: on LuaJIT an integer beyond 2^53 keeps its digits
+        assert.equal("9007199254740993", v.result.marker, name)
+      end
+    end)
+
+    it("refuses answers over max_body, whatever their framing", function()
+      for _, name in ipairs { "big-length", "big-chunked", "big-close" } do
+        local v = shape(name, { max_body = 4096 })
+        assert.is_false(v.ok, name)
+        assert.equal("http", v.err.kind, name)
+        assert.equal("response body exceeds the 4096 byte cap", v.err.message, name)
+      end
+      -- the same answers fit under the default cap
+      assert.is_true(shape("big-chunked").ok)
+    end)
+
+    it("gives up at the client's timeout with a timeout error", function()
+      local v = shape("slow", { timeout = "0.5" })
+      assert.is_false(v.ok)
+      assert.equal("timeout", v.err.kind)
+      assert.is_true(v.elapsed >= 0.45 and v.elapsed < 1.5, tostring(v.elapsed))
+    end)
+
+    it("reports broken answers as network errors", function()
+      local v = shape("garbage")
+      assert.equal("network", v.err.kind)
+      assert.matches("malformed status line", v.err.message, 1, true)
+      v = shape("short-length")
+      assert.equal("network", v.err.kind)
+      assert.matches("closed", v.err.message, 1, true)
+    end)
+
+    it("checks the certificate against the host name, not an IP address", function()
+      -- the same server passes under its name (above), so only the name check can refuse it
+      local v = call { base = "https://127.0.0.1:" .. fake.port }
+      assert.equal("tls", v.err.kind)
+      -- lua-resty-core's assertion (see transport/ngx.lua) sometimes hides the reason
+      assert.is_truthy(v.err.message:find("certificate host mismatch", 1, true)
+        or v.err.message:find("certificate verification failed", 1, true), v.err.message)
+      assert.equal(0, #fake:requests())
+    end)
+
+    it("refuses a certificate from a CA outside lua_ssl_trusted_certificate", function()
+      local v = call { base = "https://fake.qiwi.test:" .. other.port, resolve = "fake.qiwi.test=127.0.0.1" }
+      assert.equal("tls", v.err.kind)
+      assert.equal(0, #fake:requests())
+    end)
+
+    it("refuses ca_file inside nginx instead of trusting other CAs", function()
+      local v = call { base = FAKE_URL, resolve = "fake.qiwi.test=127.0.0.1", ca_file = fake.ca_file }
+      assert.equal("argument", v.err.kind)
+      assert.matches("lua_ssl_trusted_certificate", v.err.message, 1, true)
+      assert.equal(0, #fake:requests())
+    end)
+
+    it("reports a refused connection and a name nginx cannot resolve as network errors", function()
+      local v = call { base = "https://fake.qiwi.test:1", resolve = "fake.qiwi.test=127.0.0.1" }
+      assert.equal("network", v.err.kind)
+      assert.matches("connection refused", v.err.message, 1, true)
+      v = call { base = "https://edge.qiwi.invalid" }
+      assert.equal("network", v.err.kind)
+      assert.matches("no resolver defined", v.err.message, 1, true)
+    end)
+  end)
+
+  describe("phases without cosockets", function()
+    local function assert_phase_error(v, phase)
+      assert.is_false(v.ok)
+      assert.equal("argument", v.err.kind)
+      assert.is_false(v.err.retryable)
+      assert.matches("no cosockets in the " .. phase .. " phase", v.err.message, 1, true)
+      -- at once, without retrying or waiting
+      assert.is_true(v.elapsed < 0.1, tostring(v.elapsed))
+    end
+
+    it("fail a call from init_worker_by_lua with a clear argument error", function()
+      local v, status = get("/t/result?key=init_worker")
+      assert.equal(200, status)
+      assert_phase_error(v, "init_worker")
+    end)
+
+    it("fail a call from log_by_lua with a clear argument error", function()
+      local _, status = get("/t/log-phase")
+      assert.equal(200, status)
+      local v = wait_until(3, function()
+        local r, st = get("/t/result?key=log")
+        return st == 200 and r
+      end)
+      assert.is_table(v, "the log phase left no result")
+      assert_phase_error(v, "log")
+      assert.equal(0, #fake:requests())
+    end)
+  end)
+
+  describe("the webhook receiver", function()
+    local function post(body)
+      local status, text = app:curl("POST", "/qiwi/webhook", body)
+      return status, text
+    end
+
+    local function calls()
+      local v, status = get("/t/result?key=notifications")
+      if status == 404 then return 0 end
+      return v
+    end
+
+    it("answers valid, forged, repeated and malformed notifications as QIWI needs", function()
+      local before = calls()
+      local status, text = post(notification("msg-1", DOCS_HASH))
+      assert.equal(200, status)
+      assert.equal("OK\n", text)
+      assert.truthy(wait_until(3, function() return calls() == before + 1 end), "on_notification not called")
+      local last = get("/t/result?key=last_message")
+      assert.equal("msg-1", last)
+      -- the example's own on_notification recorded the payment
+      local pstatus, payment = app:curl("GET", "/t/payment?txn=13353941550")
+      assert.equal(200, pstatus)
+      assert.equal("IN SUCCESS 1 643\n", payment)
+
+      status = post(notification("msg-2", WRONG_HASH))
+      assert.equal(403, status)
+      status = post(notification("msg-1", DOCS_HASH))
+      assert.equal(200, status)
+      status = post('{"messageId":"msg-3","payment":{}}')
+      assert.equal(400, status)
+      status = post("not json at all")
+      assert.equal(400, status)
+      local get_status = app:curl("GET", "/qiwi/webhook")
+      assert.equal(405, get_status)
+
+      -- a new message goes through; the ones above called nothing
+      status = post(notification("msg-4", DOCS_HASH))
+      assert.equal(200, status)
+      assert.truthy(wait_until(3, function() return calls() == before + 2 end))
+      assert.equal("msg-4", get("/t/result?key=last_message"))
+      util.sleep(0.1)
+      assert.equal(before + 2, calls())
+    end)
+  end)
+
+  describe("examples/openresty/nginx.conf", function()
+    it("passes nginx -t once pointed at this checkout", function()
+      local dir = app.prefix .. "/example"
+      util.mkdir_p(dir .. "/logs")
+      local conf = assert(util.read_file(REPO .. "/examples/openresty/nginx.conf"))
+      conf = conf:gsub("/opt/lua%-qiwi", REPO):gsub("/etc/nginx/qiwi%-example", REPO .. "/examples/openresty")
+        :gsub("/etc/ssl/certs/ca%-certificates%.crt", fake.ca_file)
+      util.write_file(dir .. "/nginx.conf", conf)
+      local nginx = os.getenv("QIWI_TEST_NGINX") or "/usr/sbin/nginx"
+      -- the exit status is echoed: pclose tells nothing on Lua 5.1
+      local cmd = ("QIWI_TOKEN=t QIWI_WALLET=79991234567 %s -t -q -p %s -c %s -e %s -g %s 2>&1; echo \"exit=$?\""):format(
+        shq(nginx), shq(dir .. "/"), shq(dir .. "/nginx.conf"), shq(dir .. "/logs/error.log"),
+        shq("pid " .. dir .. "/logs/nginx.pid;"))
+      local p = io.popen(cmd)
+      local out = p:read("*a")
+      p:close()
+      assert.matches("exit=0\n$", out)
+    end)
+  end)
+end)
