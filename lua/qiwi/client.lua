@@ -409,12 +409,14 @@ function Client:_send(row, path, query, body)
                 extra_headers = extra, body = body, raw = row.raw }
   local safe = row.method == "GET" or row.idempotent
   local attempts = safe and self.retries + 1 or 1
-  local deadline = monotonic() + self.timeout
+  local deadline
   local err
   for attempt = 1, attempts do
     if row.rate == "history" and self._history_rate then
       ratelimit.acquire(self._history_rate, self.wallet or "?")
     end
+    -- the call's time runs from its first send, not from a rate-limit wait
+    deadline = deadline or monotonic() + self.timeout
     req.timeout = math.max(deadline - monotonic(), 0.001)
     local res, kind, message = t:request(req)
     local delay

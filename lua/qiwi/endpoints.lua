@@ -136,6 +136,7 @@ P.identification_downgrade = {
 
 P.receipt = {
   method = "GET", path = "/payment-history/v1/transactions/{txn_id}/cheque/file", args = { "txn_id", "opts" },
+  rate = "history", -- a /payment-history/ service: counted against the same limit
   raw = true,
   params = {
     { "txn_id", "txn_id", "path", "digits", required = true },
@@ -146,6 +147,7 @@ P.receipt = {
 
 P.send_receipt = {
   method = "POST", path = "/payment-history/v1/transactions/{txn_id}/cheque/send", args = { "txn_id", "opts" },
+  rate = "history", -- a /payment-history/ service: counted against the same limit
   params = {
     { "txn_id", "txn_id", "path", "digits", required = true },
     { "type", "type", "query", "enum", required = true, spec = TXN_TYPES },
@@ -289,6 +291,7 @@ P.rename_card = {
 }
 P.card_statement = {
   method = "GET", path = "/payment-history/v1/persons/{w}/cards/{card_id}/statement", args = { "card_id", "opts" },
+  rate = "history", -- a /payment-history/ service: counted against the same limit
   raw = true,
   params = {
     CARD_ID,
