@@ -49,7 +49,9 @@ describe("client:batch over HTTPS", function()
     assert.is_nil(res[1][2])
     assert.equal(3, #res[2][1].data)
     assert.equal(txn.txnId, res[3][1].txnId)
-    assert.equal("integer", math.type(res[3][1].txnId))
+    -- 5.1/LuaJIT have no integer subtype: there an integral double
+    if math.type then assert.equal("integer", math.type(res[3][1].txnId)) end
+    assert.equal(math.floor(res[3][1].txnId), res[3][1].txnId)
     assert.is_nil(res[4][1])
     assert.equal("api", res[4][2].kind)
     assert.equal(404, res[4][2].status)

@@ -59,8 +59,11 @@ describe("inside nginx #nginx", function()
     local support = REPO .. "/spec/support/?.lua;"
 
     fake = https_fake.start { fake = { token = TOKEN, wallet = WALLET, balance = "1234.56" } }
-    shapes = https_fake.start { location_lua = 'require("nginx_client").shapes()', lua_path = support,
-                                http_extra = cpath, http2 = false }
+    shapes = https_fake.start {
+      location_lua = 'require("nginx_client").shapes()', lua_path = support, http2 = false,
+      http_extra = cpath .. "\n    lua_shared_dict results 1m;",
+      server_extra = '        location = /t/result { content_by_lua_block { require("nginx_client").result() } }',
+    }
     other = https_fake.start { cert = "other_ca", location_lua = 'ngx.say("unreachable")' }
     FAKE_URL = "https://fake.qiwi.test:" .. fake.port
     SHAPES_URL = "https://fake.qiwi.test:" .. shapes.port
@@ -87,6 +90,7 @@ describe("inside nginx #nginx", function()
       '        location = /qiwi/webhook { content_by_lua_block { require("shop.webhook")() } }',
       '        location = /t/call { content_by_lua_block { require("nginx_client").call() } }',
       '        location = /t/result { content_by_lua_block { require("nginx_client").result() } }',
+      '        location = /t/webhook-memory { content_by_lua_block { require("nginx_client").webhook_memory() } }',
       '        location = /t/payment { content_by_lua_block {',
       "            ngx.say(ngx.shared.qiwi_payments:get(ngx.var.arg_txn) or \"none\") } }",
       "        location = /t/log-phase {",
@@ -237,6 +241,18 @@ describe("inside nginx #nginx", function()
       assert.is_true(shape("big-chunked").ok)
     end)
 
+    it("sends again on a new connection when a reused one was closed unanswered", function()
+      local v = shape("stale")
+      assert.is_true(v.ok, v.err and v.err.text)
+      -- retries = 0: the client itself would not have tried again
+      v = shape("stale")
+      assert.is_true(v.ok, v.err and v.err.text)
+      assert.equal(42.5, v.result.accounts[1].balance.amount)
+      local status, dropped = shapes:curl("GET", "/t/result?key=dropped")
+      assert.equal(200, status)
+      assert.equal(1, tonumber(dropped))
+    end)
+
     it("gives up at the client's timeout with a timeout error", function()
       local v = shape("slow", { timeout = "0.5" })
       assert.is_false(v.ok)
@@ -321,8 +337,8 @@ describe("inside nginx #nginx", function()
       return status, text
     end
 
-    local function calls()
-      local v, status = get("/t/result?key=notifications")
+    local function calls(key)
+      local v, status = get("/t/result?key=" .. (key or "notifications"))
       if status == 404 then return 0 end
       return v
     end
@@ -358,6 +374,33 @@ describe("inside nginx #nginx", function()
       assert.equal("msg-4", get("/t/result?key=last_message"))
       util.sleep(0.1)
       assert.equal(before + 2, calls())
+    end)
+
+    it("remembers a bounded number of messageIds without a shared dict", function()
+      local function post_memory(id, key)
+        local q = key and ("?key=" .. key:gsub("[+/=]", function(c) return ("%%%02X"):format(c:byte()) end)) or ""
+        return (app:curl("POST", "/t/webhook-memory" .. q, notification(id, DOCS_HASH)))
+      end
+      local OTHER_KEY = "OikS4/CcIbSf+yYGnLbnOige8RGoYmGxs/LNMwkJy7Q="
+      local function settled(n)
+        return wait_until(3, function() return calls("memory_calls") == n end)
+      end
+      -- the key function gives nothing: the receiver cannot check, so 500 (QIWI retries)
+      assert.equal(500, post_memory("m-a"))
+      assert.equal(200, post_memory("m-a", KEY))
+      assert.truthy(settled(1))
+      assert.equal(200, post_memory("m-b", KEY))
+      assert.truthy(settled(2))
+      assert.equal(200, post_memory("m-a", KEY))   -- remembered
+      assert.equal(200, post_memory("m-c", KEY))   -- pushes m-a out of the two it keeps
+      assert.truthy(settled(3))
+      assert.equal("m-c", get("/t/result?key=memory_last"))
+      assert.equal(200, post_memory("m-a", KEY))   -- forgotten, so handled again
+      assert.truthy(settled(4))
+      assert.equal("m-a", get("/t/result?key=memory_last"))
+      assert.equal(403, post_memory("m-d", OTHER_KEY))
+      util.sleep(0.1)
+      assert.equal(4, calls("memory_calls"))
     end)
   end)
 

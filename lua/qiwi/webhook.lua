@@ -146,9 +146,9 @@ local function read_body()
   return body
 end
 
--- Sends a short plain-text answer and ends the content phase. ngx.exit gets
--- 200 because the status is already on the wire; a status >= 300 there would
--- make nginx try to send an error page after the answer.
+-- A short plain-text answer. Callers then end with ngx.exit(ngx.HTTP_OK):
+-- the status is already on the wire, and ngx.exit with a status >= 300 would
+-- make nginx try to send an error page after it.
 local function answer(status, text)
   ngx.status = status
   ngx.header["Content-Type"] = "text/plain"

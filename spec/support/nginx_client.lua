@@ -85,7 +85,25 @@ function _M.count_notification(note)
   require("shop.qiwi").record_payment(note)
 end
 
--- GET /t/blocking?n=: the fake's balance through the libcurl transport, which
+-- POST /t/webhook-memory?key=: a receiver without a shared dict, remembering
+-- two messageIds, whose key comes from a function (here: the query).
+local memory_handler
+
+function _M.webhook_memory()
+  if not memory_handler then
+    memory_handler = require("qiwi.webhook").handler {
+      key = function() return ngx.req.get_uri_args().key end,
+      memory = 2,
+      on_notification = function(note)
+        ngx.shared.results:incr("memory_calls", 1, 0)
+        ngx.shared.results:set("memory_last", json.encode(note.messageId))
+      end,
+    }
+  end
+  return memory_handler()
+end
+
+-- GET /t/blocking: the fake's balance through the libcurl transport, which
 -- blocks the worker. The spec's control case: with it, concurrent requests
 -- take turns.
 function _M.blocking(base, port, ca)
@@ -151,6 +169,10 @@ local SHAPES = {
   -- headers, then silence past the client's timeout
   slow = function() return { head("Content-Length: " .. #ACCOUNTS .. "\r\n"), 3 } end,
   garbage = function() return { "SPDY/9 what\r\n\r\n" } end,
+  -- kept alive, then the next request on the connection is read and
+  -- dropped unanswered: what a client meets when it reuses a connection
+  -- the server is just closing
+  stale = function() return { head("Content-Length: " .. #ACCOUNTS .. "\r\n") .. ACCOUNTS, "drop next" } end,
   ["short-length"] = function()
     return { head("Content-Length: " .. (#ACCOUNTS + 50) .. "\r\nConnection: close\r\n") .. ACCOUNTS }
   end,
@@ -166,6 +188,10 @@ function _M.shapes()
   for _, piece in ipairs(shape()) do
     if type(piece) == "number" then
       ngx.sleep(piece)
+    elseif piece == "drop next" then
+      sock:settimeout(5000)
+      repeat local line = sock:receive("*l") until not line or line == ""
+      ngx.shared.results:incr("dropped", 1, 0)
     else
       assert(sock:send(piece))
       -- separate writes, so the client sees the pieces arrive apart

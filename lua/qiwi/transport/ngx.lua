@@ -84,6 +84,11 @@ local function kind_of(err)
   return "network"
 end
 
+-- What a pooled connection that the server closed meanwhile reports.
+local function dropped(err)
+  return err == "closed" or err == "broken pipe" or find(tostring(err), "reset", 1, true) ~= nil
+end
+
 -- Milliseconds left until the deadline, at least 1 (0 would mean "no timeout"
 -- to some cosocket calls).
 local function left_ms(deadline)
@@ -191,9 +196,9 @@ local function exchange(self, t, target, req, deadline)
   local reused = (sock:getreusedtimes() or 0) > 0
   if t.scheme == "https" and not reused then
     -- When the handshake completes at once and verification failed,
-    -- lua-resty-core up to at least 0.1.25 raises "assertion failed!" instead
-    -- of returning the error (its issue #499); it still refuses the peer, so
-    -- a raise is a verification failure too. pcall is yieldable on LuaJIT.
+    -- lua-resty-core 0.1.25 (Debian 12) raises "assertion failed!" instead of
+    -- returning the error (its issue #499); the peer is refused all the same,
+    -- so a raise is a verification failure too. pcall is yieldable on LuaJIT.
     local done, res, herr = pcall(sock.sslhandshake, sock, nil, t.host, true)
     if done then
       ok, err = res, herr
@@ -224,15 +229,14 @@ local function exchange(self, t, target, req, deadline)
   sent, err = sock:send(lines)
   if not sent then
     sock:close()
-    return nil, kind_of(err), "send failed: " .. tostring(err), reused and err == "closed"
+    return nil, kind_of(err), "send failed: " .. tostring(err), reused and dropped(err)
   end
 
   local status, headers, http10 = read_head(sock, deadline)
   if not status then
     sock:close()
     local why, got_bytes = headers, http10
-    return nil, kind_of(why), "no answer: " .. tostring(why),
-      reused and not got_bytes and (why == "closed" or find(tostring(why), "reset", 1, true) ~= nil)
+    return nil, kind_of(why), "no answer: " .. tostring(why), reused and not got_bytes and dropped(why)
   end
   local data, reusable = read_body(self, sock, status, headers, req.method, deadline)
   if not data then
@@ -266,7 +270,7 @@ function _M:request(req)
       .. " put the CA in lua_ssl_trusted_certificate and leave ca_file unset"
   end
   local t, target = parse_url(self, req.url)
-  if not t then return nil, "argument", "bad URL" end
+  if not t then return nil, "argument", "cannot use this URL inside nginx (an http(s) URL with a host name is needed)" end
   local deadline = monotonic() + (req.timeout or self.timeout)
   local res, kind, message, retry = exchange(self, t, target, req, deadline)
   if not res and retry and monotonic() < deadline then
