@@ -259,7 +259,9 @@ end
 -- req: method, url, headers (complete list of header lines), body, timeout
 -- (seconds left for this attempt). Returns {status, headers, body} or
 -- nil, kind, message.
-function _M:request(req)
+-- Whether a call can be made here and now: true, or nil, kind, message. The
+-- client asks before anything that could wait (the history rate limit).
+function _M:usable()
   local phase = ngx.get_phase()
   if not COSOCKET_PHASES[phase] then
     return nil, "argument", "nginx allows no cosockets in the " .. phase .. " phase and a call"
@@ -269,6 +271,12 @@ function _M:request(req)
     return nil, "argument", "ca_file cannot be used inside nginx (lua-nginx-module has no per-socket CA);"
       .. " put the CA in lua_ssl_trusted_certificate and leave ca_file unset"
   end
+  return true
+end
+
+function _M:request(req)
+  local usable, ukind, umessage = self:usable()
+  if not usable then return nil, ukind, umessage end
   local t, target = parse_url(self, req.url)
   if not t then return nil, "argument", "cannot use this URL inside nginx (an http(s) URL with a host name is needed)" end
   local deadline = monotonic() + (req.timeout or self.timeout)
