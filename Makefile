@@ -38,7 +38,7 @@ LUAS     := lua5.1 lua5.3 lua5.4 luajit
 
 BUSTED   := $(LUA_BIN) /usr/bin/busted
 
-.PHONY: all deps test demo clean lint sanitize valgrind fuzz
+.PHONY: all deps test demo clean lint sanitize valgrind fuzz ci-extra
 
 all: $(CORE)
 
@@ -87,38 +87,108 @@ test: deps
 	awk '/^[0-9]+ successes \// { p += $$1; f += $$4 + $$7 } END { printf "%d passed, %d failed\n", p, f }' \
 	  $(LUAS:%=build/test/%.log) build/test/nginx.log; \
 	if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
+	@$(MAKE) --no-print-directory ci-extra CI_LOGS="$(LUAS:%=build/test/%.log) build/test/nginx.log"
 
 lint:
 	luacheck lua spec examples
 
-# The whole busted suite against a core built with ASan+UBSan (clang). The
-# interpreter is not instrumented, so the ASan runtime is preloaded.
-ASAN_RT   = $$(clang -print-file-name=libclang_rt.asan-x86_64.so)
-SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-sanitize: deps
-	@$(MAKE) --no-print-directory all BUILD=build/asan CC=clang CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)"
-	LD_PRELOAD=$(ASAN_RT) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  $(BUSTED) --run=default --cpath='build/asan/?.so' --exclude-tags=nginx
+# Sanitizers and fuzzing run on Lua 5.4 with clang; the packages come in
+# when missing (libclang-rt-dev holds the sanitizer and libFuzzer runtimes).
+SAN_PKGS  := clang libclang-rt-dev
+SAN_LUA   := lua5.4
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SAN_ENV   := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1 \
+             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# The host that runs busted under the sanitizers (see fuzz/lua_host.c).
+build/asan/lua: fuzz/lua_host.c
+	@mkdir -p $(dir $@)
+	clang $(SAN_FLAGS) -std=c99 -I/usr/include/$(SAN_LUA) -o $@ $< -l$(SAN_LUA) -lm
 
-# The whole suite under memcheck: zero errors and zero definite leaks.
-valgrind: deps
-	@$(MAKE) --no-print-directory all
-	valgrind --quiet --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
-	  --show-leak-kinds=definite --trace-children=no $(BUSTED) --run=default --exclude-tags=nginx
+# The whole busted suite against a core built with ASan+UBSan: zero reports
+# and zero leaks, or it fails. CFLAGS/LDFLAGS go in through the environment
+# so that the Makefile's own += still apply (-fPIC, -shared, includes).
+sanitize:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(SAN_PKGS) $(DEB_PKGS)"
+	@CC=clang CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" \
+	  $(MAKE) --no-print-directory all LUA=$(SAN_LUA) BUILD=build/asan
+	@$(MAKE) --no-print-directory build/asan/lua
+	$(SAN_ENV) build/asan/lua /usr/bin/busted --run=default --cpath='build/asan/?.so' --exclude-tags=nginx
 
-# libFuzzer targets; FUZZ_SECONDS per target (CI runs a short one).
+# The whole suite under memcheck: zero errors and zero definite leaks. Only
+# the busted process is checked; the nginx and curl it starts are not ours.
+valgrind:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="valgrind $(DEB_PKGS)"
+	@$(MAKE) --no-print-directory all LUA=$(SAN_LUA)
+	valgrind --quiet --error-exitcode=3 --leak-check=full \
+	  --errors-for-leak-kinds=definite --show-leak-kinds=definite --trace-children=no \
+	  $(SAN_LUA) /usr/bin/busted --run=default --cpath='build/$(SAN_LUA)/?.so' --exclude-tags=nginx
+
+# libFuzzer targets for the JSON decoder and webhook verification, each run
+# FUZZ_SECONDS (CI: a short run) from the seeds in fuzz/corpus/ plus what
+# earlier runs found (build/fuzz/corpus/). A crash leaves its input as
+# build/fuzz/crash-*; add it to fuzz/corpus/<target>/ once fixed.
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := json webhook
 FUZZ_FLAGS    = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-                -std=c99 -D_POSIX_C_SOURCE=200809L -I$(LUA_INC) -DQIWI_CORE_VERSION='"$(VERSION)"'
-build/fuzz/%: fuzz/%.c $(SRCS) $(HDRS)
+                -std=c99 -D_POSIX_C_SOURCE=200809L -I/usr/include/$(SAN_LUA) -DQIWI_CORE_VERSION='"$(VERSION)"'
+FUZZ_MAX_LEN_json    := 65536
+FUZZ_MAX_LEN_webhook := 8192
+build/fuzz/%_fuzz: fuzz/%_fuzz.c $(SRCS) $(HDRS)
 	@mkdir -p build/fuzz
-	clang $(FUZZ_FLAGS) -o $@ $< $(SRCS) -l$(LUA) $(LIBS) -lm
-fuzz: deps build/fuzz/json_fuzz build/fuzz/webhook_fuzz
-	@mkdir -p build/fuzz/corpus/json build/fuzz/corpus/webhook
-	build/fuzz/json_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
-	  build/fuzz/corpus/json fuzz/corpus/json
-	build/fuzz/webhook_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 \
-	  build/fuzz/corpus/webhook fuzz/corpus/webhook
+	clang $(FUZZ_FLAGS) -o $@ $< $(SRCS) -l$(SAN_LUA) $(LIBS) -lm
+fuzz:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(SAN_PKGS) $(DEB_PKGS)"
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=build/fuzz/%_fuzz)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus/$$t; \
+	  echo "== fuzz $$t: $(FUZZ_SECONDS) s"; \
+	  build/fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -timeout=10 \
+	    -max_len=$$(case $$t in json) echo $(FUZZ_MAX_LEN_json);; *) echo $(FUZZ_MAX_LEN_webhook);; esac) \
+	    -dict=fuzz/$$t.dict -artifact_prefix=build/fuzz/ \
+	    build/fuzz/corpus/$$t fuzz/corpus/$$t >build/fuzz/$$t.log 2>&1; rc=$$?; \
+	  grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added)' build/fuzz/$$t.log; \
+	  if [ $$rc != 0 ]; then tail -40 build/fuzz/$$t.log; echo "fuzz $$t failed (see build/fuzz/$$t.log)"; exit 1; fi; \
+	done
+
+# What `make test` adds after the interpreters: the suite under the
+# sanitizers and a short fuzz run of each target. Its last line counts the
+# sanitizer run together with the runs logged in CI_LOGS (make test's).
+CI_FUZZ_SECONDS ?= 25
+CI_LOGS ?=
+ci-extra:
+	@mkdir -p build/test; \
+	echo "== sanitize: the suite against the ASan+UBSan core"; \
+	{ $(MAKE) --no-print-directory sanitize; echo $$? >build/test/sanitize.rc; } 2>&1 | tee build/test/sanitize.log; \
+	fuzz_rc=0; $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS) || fuzz_rc=1; \
+	echo "== ci-extra summary"; \
+	printf '%-9s %s\n' sanitize "$$(grep -E '^[0-9]+ successes /' build/test/sanitize.log | tail -1)"; \
+	for t in $(FUZZ_TARGETS); do \
+	  printf '%-9s %s runs, %s\n' "fuzz $$t" \
+	    "$$(sed -n 's/^stat::number_of_executed_units: *//p' build/fuzz/$$t.log)" \
+	    "$$(grep -q 'ERROR: libFuzzer\|SUMMARY: ' build/fuzz/$$t.log && echo FAILED || echo no finding)"; \
+	done; \
+	awk '/^[0-9]+ successes \// { p += $$1; f += $$4 + $$7 } END { printf "%d passed, %d failed\n", p, f }' \
+	  $(CI_LOGS) build/test/sanitize.log; \
+	[ "$$(cat build/test/sanitize.rc)" = 0 ] && [ $$fuzz_rc = 0 ]
 
 clean:
 	rm -rf build
+
+# lua-qiwi measured against references on this machine, each several times
+# (bench/run.lua says what and how); never part of `make test`. Installs what
+# it needs when missing: lua-dkjson, Node.js/npm, and qiwi-sdk (the version
+# pinned in bench/package.json) into bench/node_modules.
+BENCH_PKGS := lua-dkjson
+bench: deps
+	@$(MAKE) --no-print-directory all LUA=lua5.4
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+	  $(MAKE) --no-print-directory deps DEB_PKGS="nodejs npm"
+	@mkdir -p build/bench
+	$(CC) -O2 -g -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror \
+	  -o build/bench/curl_loop bench/curl_loop.c -lcurl
+	@[ -f bench/node_modules/qiwi-sdk/package.json ] || \
+	  (cd bench && npm ci --no-audit --no-fund --loglevel=error)
+	lua5.4 bench/run.lua build/bench/curl_loop bench
+
+.PHONY: bench

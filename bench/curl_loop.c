@@ -4,9 +4,14 @@
  * this stack: nothing a Lua client built on libcurl does can be cheaper.
  *
  *   curl_loop URL CA_FILE TOKEN WARMUP N
- *
- * Prints "<wall seconds for the N timed calls> <calls per second> <CPU
- * seconds of this process for them>". */
+ *     prints "<wall seconds for the N timed calls> <calls per second>
+ *     <CPU seconds of this process for them>";
+ *   curl_loop URL CA_FILE TOKEN WARMUP serve
+ *     then reads counts from stdin, one a line, makes that many calls for
+ *     each and prints "<wall seconds> <CPU seconds>" for them, until EOF or
+ *     0. The benchmark interleaves short blocks of these with blocks of its
+ *     own calls, so that a machine whose speed drifts (a shared VM) slows
+ *     both sides alike. */
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +64,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   warmup = atol(argv[4]);
-  n = atol(argv[5]);
+  n = strcmp(argv[5], "serve") == 0 ? -1 : atol(argv[5]);
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return 1;
   e = curl_easy_init();
   if (e == NULL) return 1;
@@ -78,13 +83,25 @@ int main(int argc, char **argv) {
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &total);
   for (i = 0; i < warmup; i++)
     if (call(e) != 0) return 1;
-  t0 = now();
-  c0 = cpu();
-  for (i = 0; i < n; i++)
-    if (call(e) != 0) return 1;
-  t = now() - t0;
-  c = cpu() - c0;
-  printf("%.6f %.1f %.6f\n", t, (double)n / t, c);
+  if (n < 0) {
+    char line[64];
+    while (fgets(line, sizeof line, stdin) != NULL && (n = atol(line)) > 0) {
+      t0 = now();
+      c0 = cpu();
+      for (i = 0; i < n; i++)
+        if (call(e) != 0) return 1;
+      printf("%.6f %.6f\n", now() - t0, cpu() - c0);
+      fflush(stdout);
+    }
+  } else {
+    t0 = now();
+    c0 = cpu();
+    for (i = 0; i < n; i++)
+      if (call(e) != 0) return 1;
+    t = now() - t0;
+    c = cpu() - c0;
+    printf("%.6f %.1f %.6f\n", t, (double)n / t, c);
+  }
   curl_easy_cleanup(e);
   curl_slist_free_all(headers);
   curl_global_cleanup();

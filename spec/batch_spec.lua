@@ -155,6 +155,21 @@ describe("client:batch over HTTPS", function()
     c:close()
   end)
 
+  it("sends a call that must not be repeated on a connection of its own", function()
+    local c = client()
+    assert.is_table(c:batch { { "accounts" } }[1][1])   -- the batch's connection, warm
+    local res = c:batch { { "nickname" }, { "create_account", "qw_wallet_eur" }, { "cross_rates" } }
+    for i = 1, 3 do assert.is_truthy(res[i][1], tostring(res[i][2])) end
+    local post, gets = nil, {}
+    for _, r in ipairs(srv:requests()) do
+      if r.method == "POST" then post = r.connection else gets[r.connection] = true end
+    end
+    assert.equal(1, count_keys(gets))
+    assert.is_number(post)
+    assert.is_nil(gets[post])
+    c:close()
+  end)
+
   it("reports a dropped connection as a network error of the calls on it, without raising", function()
     local c = client()
     srv:call("fail_next", { drop = true, count = 1, path_pattern = "/nickname$" })

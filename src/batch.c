@@ -35,7 +35,7 @@ typedef struct {
 typedef struct {
   const char *method, *url, *body;  /* borrowed from the request table during perform */
   size_t body_len;
-  int hid, decode;
+  int hid, decode, once;
   const char *invalid;              /* static message: refused before sending */
   CURLcode rc;
   long status;
@@ -283,13 +283,15 @@ static void read_request(lua_State *L, multi *m, int idx, lua_Integer i, item *i
   lua_getfield(L, -3, "body");
   lua_getfield(L, -4, "headers");
   lua_getfield(L, -5, "decode");
-  it->decode = lua_toboolean(L, -1);
-  hid = lua_isnumber(L, -2) ? (lua_Integer)lua_tonumber(L, -2) : 0;
-  if (lua_type(L, -3) == LUA_TSTRING) it->body = lua_tolstring(L, -3, &it->body_len);
-  else if (!lua_isnil(L, -3)) it->invalid = "body must be a string";
-  if (lua_type(L, -4) == LUA_TSTRING) it->url = lua_tolstring(L, -4, &url_len);
-  if (lua_type(L, -5) == LUA_TSTRING) it->method = lua_tolstring(L, -5, &method_len);
-  lua_pop(L, 6);
+  lua_getfield(L, -6, "once");
+  it->once = lua_toboolean(L, -1);
+  it->decode = lua_toboolean(L, -2);
+  hid = lua_isnumber(L, -3) ? (lua_Integer)lua_tonumber(L, -3) : 0;
+  if (lua_type(L, -4) == LUA_TSTRING) it->body = lua_tolstring(L, -4, &it->body_len);
+  else if (!lua_isnil(L, -4)) it->invalid = "body must be a string";
+  if (lua_type(L, -5) == LUA_TSTRING) it->url = lua_tolstring(L, -5, &url_len);
+  if (lua_type(L, -6) == LUA_TSTRING) it->method = lua_tolstring(L, -6, &method_len);
+  lua_pop(L, 7);
   if (it->invalid) return;
   if (it->url == NULL || it->method == NULL) it->invalid = "request needs a method and a url";
   else if (qiwi_has_line_break(it->url, url_len) || qiwi_has_line_break(it->method, method_len))
@@ -321,6 +323,9 @@ static CURLcode start_transfer(multi *m, xfer *x, item *it, long timeout_ms) {
     SET(CURLOPT_CUSTOMREQUEST, strcmp(it->method, "POST") == 0 ? NULL : it->method);
   }
   SET(CURLOPT_TIMEOUT_MS, timeout_ms);
+  /* as in session:request: a request that must not be repeated gets a
+   * connection of its own, so that libcurl has nothing to re-send it on */
+  SET(CURLOPT_FRESH_CONNECT, it->once ? 1L : 0L);
 #undef SET
   return rc;
 }
@@ -430,7 +435,8 @@ static void push_result(lua_State *L, multi *m, item *it) {
 }
 
 /* multi:perform(requests, timeout, concurrency) -> results
- *   requests[i] = {method=, url=, headers=<id from multi:headers>, body=, decode=}
+ *   requests[i] = {method=, url=, headers=<id from multi:headers>, body=, decode=, once=}
+ *                 (once: on a new connection, see session:request)
  *   results[i]  = {status=, headers=, data=, decoded=true}
  *               | {status=, headers=, body=, decode_error=}
  *               | {status=, headers=, body=}
@@ -445,11 +451,11 @@ static int multi_perform(lua_State *L) {
   double deadline;
   luaL_checktype(L, 2, LUA_TTABLE);
   tmo = luaL_optnumber(L, 3, (lua_Number)m->timeout_ms / 1000.0);
-  conc = (lua_Integer)luaL_optnumber(L, 4, 64);
+  conc = luaL_optinteger(L, 4, 64);
   lua_settop(L, 2);
   if (m->multi == NULL) return fail(L, "argument", "multi is closed");
   if (m->busy) return fail(L, "argument", "multi is busy with another batch");
-  if (!(tmo > 0)) return fail(L, "argument", "timeout must be positive");
+  if (!(tmo > 0 && tmo <= 86400)) return fail(L, "argument", "timeout must be a positive number of seconds up to a day");
   if (conc < 1) conc = 1;
   if (conc > MAX_CONCURRENCY) conc = MAX_CONCURRENCY;
   n = (size_t)qiwi_rawlen(L, 2);

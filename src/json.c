@@ -101,13 +101,35 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
  * value, and a scratch userdata for a long string or number. */
 #define DECODE_SLACK 8
 
+/* Keys, and many values, repeat within a document (every payment of a
+ * history page has the same twenty keys). A string seen before is pushed
+ * from a stack slot instead of being scanned and interned again: interning
+ * hashes every byte and looks the string up, which cost more than the rest
+ * of decoding the key. Slots are picked by the first two bytes. */
+#define STRING_CACHE 64          /* slots on the Lua stack; a power of two, at most 64 (`filled`) */
+#define CACHE_MAX_LEN 40         /* Lua interns strings up to 40 bytes; longer ones rarely repeat */
+#define CACHE_MIN_INPUT 2048     /* below this, setting the slots up costs more than it saves */
+
+typedef struct {
+  const unsigned char *text;     /* in the input: plain bytes, no quote or backslash */
+  size_t len;
+} cached_string;
+
 typedef struct {
   lua_State *L;
   const unsigned char *start, *end;
   char decimal_point;            /* locale's, looked up at the first float */
   const char *why;               /* NULL: "unexpected character" at `at` */
   const unsigned char *at;
+  int cache_base;                /* stack index of slot 0 */
+  int cache_on;
+  cached_string cache[STRING_CACHE];   /* valid where the bit of `filled` is set */
+  unsigned long long filled;
 } decoder;
+
+static inline unsigned cache_slot(const unsigned char *p) {
+  return (p[0] * 31u + p[1]) & (STRING_CACHE - 1);
+}
 
 static const unsigned char *fail(decoder *d, const unsigned char *at, const char *why) {
   d->at = at;
@@ -248,13 +270,35 @@ static const unsigned char *parse_string_escaped(decoder *d, const unsigned char
  * are pushed straight from the input. */
 static const unsigned char *parse_string(decoder *d, const unsigned char *p) {
   const unsigned char *open = p - 1, *run = p, *end = d->end;
+  cached_string *c = NULL;
+  unsigned slot = 0;
+  if (d->cache_on && end - p >= 2) {
+    /* the same bytes as a string already read (and so validated), followed
+     * by its closing quote, are that string */
+    slot = cache_slot(p);
+    c = &d->cache[slot];
+    if ((d->filled >> slot & 1) && (size_t)(end - p) > c->len && p[c->len] == '"'
+        && memcmp(p, c->text, c->len) == 0) {
+      lua_pushvalue(d->L, d->cache_base + (int)slot);
+      return p + c->len + 1;
+    }
+  }
   for (;;) {
     while (p < end && byte_class[*p] == PLAIN) p++;
     if (p >= end) return fail(d, open, "unterminated string");
     switch (byte_class[*p]) {
-      case QUOTE:
-        lua_pushlstring(d->L, (const char *)run, (size_t)(p - run));
+      case QUOTE: {
+        size_t n = (size_t)(p - run);
+        lua_pushlstring(d->L, (const char *)run, n);
+        if (c && n > 0 && n <= CACHE_MAX_LEN) {
+          c->text = run;
+          c->len = n;
+          d->filled |= 1ull << slot;
+          lua_pushvalue(d->L, -1);
+          lua_replace(d->L, d->cache_base + (int)slot);
+        }
         return p + 1;
+      }
       case HIGH: {
         size_t n = utf8_len(p, end);
         if (n == 0) return fail(d, p, "invalid UTF-8");
@@ -395,8 +439,53 @@ static void push_error(decoder *d) {
   lua_pushstring(d->L, msg);
 }
 
+/* How an open container holds what has been decoded of it so far. A
+ * container's members first wait on the Lua stack, so that at its end the
+ * table is created at its final size: filling a table that grows as it goes
+ * rehashes it at every power of two, which cost more than the rest of the
+ * decoding. Once the members waiting on the stack pass STACK_BUDGET slots,
+ * the container taking the next member is turned into its table and filled
+ * from then on: what the budget leaves of the interpreter's limit (8000 slots
+ * for a C function under 5.1 and LuaJIT, a million under 5.2+) keeps room for
+ * the deepest nesting allowed, at a few slots a level. */
+enum { ON_STACK_ARRAY, ON_STACK_OBJECT, IN_TABLE_ARRAY, IN_TABLE_OBJECT };
+
+#if LUA_VERSION_NUM < 502
+#define STACK_BUDGET 4000
+#else
+#define STACK_BUDGET 200000
+#endif
+
+/* Builds the table of the container whose members (elements, or key/value
+ * pairs) fill the stack above `mark`, and leaves it at mark + 1 in their place. */
+static void materialize(lua_State *L, int mark, int kind, int amt_idx) {
+  int top = lua_gettop(L), n = top - mark, i;
+  if (kind == ON_STACK_ARRAY) {
+    lua_createtable(L, n, 0);
+    lua_pushvalue(L, amt_idx);
+    lua_setmetatable(L, -2);
+    lua_insert(L, mark + 1);
+    /* the last element is on top: fill from the end */
+    for (i = n; i >= 1; i--) lua_rawseti(L, mark + 1, (json_index)i);
+    return;
+  }
+  lua_createtable(L, 0, n / 2);
+  if (n == 0) return;
+  /* in document order, so that of duplicate keys the last one wins */
+  for (i = mark + 1; i < top; i += 2) {
+    lua_pushvalue(L, i);
+    lua_pushvalue(L, i + 1);
+    lua_rawset(L, -3);
+  }
+  lua_replace(L, mark + 1);
+  lua_settop(L, mark + 1);
+}
+
 int qiwi_json_decode_buf(lua_State *L, const char *s, size_t len, int null_idx, int amt_idx) {
-  /* per open container: next array index, or -1 for an object */
+  /* per open container: its kind (above), the stack top before its first
+   * member, and for an array being filled in place, its last index */
+  unsigned char kind[QIWI_JSON_MAX_DEPTH];
+  int mark[QIWI_JSON_MAX_DEPTH];
   json_index next[QIWI_JSON_MAX_DEPTH];
   int depth = 0, base = lua_gettop(L);
   decoder d;
@@ -408,8 +497,12 @@ int qiwi_json_decode_buf(lua_State *L, const char *s, size_t len, int null_idx, 
   d.decimal_point = 0;
   d.why = NULL;
   d.at = p;
+  d.filled = 0;
+  d.cache_on = len >= CACHE_MIN_INPUT;
+  d.cache_base = base + 1;
 
-  if (!lua_checkstack(L, DECODE_SLACK)) { fail(&d, p, "out of Lua stack"); goto error; }
+  if (!lua_checkstack(L, STRING_CACHE + DECODE_SLACK)) { fail(&d, p, "out of Lua stack"); goto error; }
+  if (d.cache_on) lua_settop(L, base + STRING_CACHE);
 
 value:
   p = skip_ws(p, end);
@@ -438,16 +531,14 @@ value:
     case '{':
       if (depth == QIWI_JSON_MAX_DEPTH) { fail(&d, p, "nesting too deep"); goto error; }
       if (!lua_checkstack(L, DECODE_SLACK)) { fail(&d, p, "out of Lua stack"); goto error; }
-      lua_createtable(L, 0, 0);
+      mark[depth] = lua_gettop(L);
       if (*p == '[') {
-        lua_pushvalue(L, amt_idx);
-        lua_setmetatable(L, -2);
-        next[depth++] = 0;
+        kind[depth++] = ON_STACK_ARRAY;
         p = skip_ws(p + 1, end);
         if (p < end && *p == ']') { p++; goto close; }
-        goto value;
+        goto element;
       }
-      next[depth++] = -1;
+      kind[depth++] = ON_STACK_OBJECT;
       p = skip_ws(p + 1, end);
       if (p < end && *p == '}') { p++; goto close; }
       goto key;
@@ -459,15 +550,22 @@ value:
 
 stored:  /* a complete value is on top; hand it to the enclosing container */
   if (depth == 0) goto done;
-  if (next[depth - 1] >= 0) {
-    lua_rawseti(L, -2, ++next[depth - 1]);
-    p = skip_ws(p, end);
-    if (p < end && *p == ',') { p++; goto value; }
-    if (p < end && *p == ']') { p++; goto close; }
-    unexpected(&d, p);
-    goto error;
+  switch (kind[depth - 1]) {
+    case IN_TABLE_ARRAY:
+      lua_rawseti(L, -2, ++next[depth - 1]);
+      /* fall through */
+    case ON_STACK_ARRAY:
+      p = skip_ws(p, end);
+      if (p < end && *p == ',') { p++; goto element; }
+      if (p < end && *p == ']') { p++; goto close; }
+      unexpected(&d, p);
+      goto error;
+    case IN_TABLE_OBJECT:
+      lua_rawset(L, -3);   /* duplicate keys: the last one wins */
+      break;
+    default:
+      break;
   }
-  lua_rawset(L, -3);   /* duplicate keys: the last one wins */
   p = skip_ws(p, end);
   if (p < end && *p == ',') { p = skip_ws(p + 1, end); goto key; }
   if (p < end && *p == '}') { p++; goto close; }
@@ -476,9 +574,25 @@ stored:  /* a complete value is on top; hand it to the enclosing container */
 
 close:
   depth--;
+  if (kind[depth] == ON_STACK_ARRAY || kind[depth] == ON_STACK_OBJECT)
+    materialize(L, mark[depth], kind[depth], amt_idx);
   goto stored;
 
+element:
+  if (kind[depth - 1] == ON_STACK_ARRAY
+      && (lua_gettop(L) - base > STACK_BUDGET || !lua_checkstack(L, 1 + DECODE_SLACK))) {
+    next[depth - 1] = (json_index)(lua_gettop(L) - mark[depth - 1]);
+    materialize(L, mark[depth - 1], ON_STACK_ARRAY, amt_idx);
+    kind[depth - 1] = IN_TABLE_ARRAY;
+  }
+  goto value;
+
 key:
+  if (kind[depth - 1] == ON_STACK_OBJECT
+      && (lua_gettop(L) - base > STACK_BUDGET || !lua_checkstack(L, 2 + DECODE_SLACK))) {
+    materialize(L, mark[depth - 1], ON_STACK_OBJECT, amt_idx);
+    kind[depth - 1] = IN_TABLE_OBJECT;
+  }
   if (p >= end || *p != '"') { unexpected(&d, p); goto error; }
   p = parse_string(&d, p + 1);
   if (p == NULL) goto error;
@@ -490,6 +604,10 @@ key:
 done:
   p = skip_ws(p, end);
   if (p < end) { fail(&d, p, "trailing garbage"); goto error; }
+  if (d.cache_on) {
+    lua_replace(L, base + 1);    /* the value takes the place of the cache */
+    lua_settop(L, base + 1);
+  }
   return 1;
 
 error:

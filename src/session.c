@@ -355,11 +355,14 @@ static int overridden(const struct curl_slist *list, const char *line) {
   return 0;
 }
 
-/* session:request(method, url, headers, body, decode, timeout)
+/* session:request(method, url, headers, body, decode, timeout, once)
  *   -> status, body, headers, true            (body decoded: asked for and JSON)
  *   -> status, raw_body, headers, decode_error (asked for, JSON, but invalid)
  *   -> status, raw_body, headers               (not asked for, or not JSON)
- *   -> nil, kind, message                       (no answer) */
+ *   -> nil, kind, message                       (no answer)
+ * once: on a new connection. libcurl re-sends a request by itself when a
+ * reused connection dies before any answer, even a POST the server may have
+ * acted on; a connection of its own leaves nothing to re-send on. */
 static int session_request(lua_State *L) {
   session *s = check_session(L);
   const char *method = luaL_checkstring(L, 2);
@@ -368,6 +371,7 @@ static int session_request(lua_State *L) {
   const char *body = luaL_optlstring(L, 5, NULL, &body_len);
   int decode = lua_toboolean(L, 6);
   lua_Number tmo = luaL_optnumber(L, 7, 0);
+  int once = lua_toboolean(L, 8);
   struct curl_slist *list = NULL;
   const char *err;
   CURLcode rc = CURLE_OK;
@@ -409,6 +413,7 @@ static int session_request(lua_State *L) {
     SET(CURLOPT_CUSTOMREQUEST, strcmp(method, "POST") == 0 ? NULL : method);
   }
   SET(CURLOPT_TIMEOUT_MS, tmo > 0 ? (long)(tmo * 1000.0 + 0.5) : s->timeout_ms);
+  SET(CURLOPT_FRESH_CONNECT, once ? 1L : 0L);
 #undef SET
   if (rc != CURLE_OK) {
     curl_slist_free_all(list);

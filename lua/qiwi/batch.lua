@@ -17,7 +17,6 @@
 -- A client with its own `transport`, or inside nginx, runs every call one
 -- after another through that transport: same results, no overlap.
 local core = require "qiwi.core"
-local qerror = require "qiwi.error"
 local endpoints = require "qiwi.endpoints"
 local ratelimit = require "qiwi.ratelimit"
 local client_mod = require "qiwi.client"
@@ -81,7 +80,9 @@ local function result_of(v1, v2) return { v1, v2, n = 2 } end
 
 -- Sends the wire requests of `jobs` concurrently, retrying what the
 -- sequential path would retry; calls done(job, v1, v2) once per job.
-local function run_rounds(self, st, jobs, concurrency, deadline, done)
+-- budget.deadline is set when the first round goes out: as for a single
+-- call, the client's timeout runs from the send, not from a rate-limit wait.
+local function run_rounds(self, st, jobs, concurrency, budget, done)
   local pending = jobs
   local attempt = 0
   while #pending > 0 do
@@ -93,6 +94,8 @@ local function run_rounds(self, st, jobs, concurrency, deadline, done)
       end
       reqs[k] = job.req
     end
+    budget.deadline = budget.deadline or monotonic() + self.timeout
+    local deadline = budget.deadline
     local left = deadline - monotonic()
     local answers, kind, message
     if left > 0.001 then
@@ -148,9 +151,10 @@ local function prepare(self, st, row, name, args, nargs)
   if not id then
     return nil, self:_error { kind = kind or "network", message = message, method = row.method, path = path }
   end
+  local safe = row.method == "GET" or row.idempotent == true
   return {
-    row = row, path = path, safe = row.method == "GET" or row.idempotent == true,
-    req = { method = row.method, url = url, headers = id, body = body, decode = not row.raw },
+    row = row, path = path, safe = safe,
+    req = { method = row.method, url = url, headers = id, body = body, decode = not row.raw, once = not safe },
   }
 end
 
@@ -241,8 +245,7 @@ function _M.run(self, calls, opts)
     return results
   end
 
-  -- the deadline starts after the wallet lookup a first call may need
-  local jobs, deadline = {}, nil
+  local jobs = {}
   for i = 1, n do
     local kind = kinds[i]
     if kind == "row" or kind == "accounts" then
@@ -259,10 +262,9 @@ function _M.run(self, calls, opts)
       end
     end
   end
-  deadline = monotonic() + self.timeout
-
+  local budget = {}
   local followups = {}
-  run_rounds(self, st, jobs, concurrency, deadline, function(job, v1, v2)
+  run_rounds(self, st, jobs, concurrency, budget, function(job, v1, v2)
     if job.accounts and v1 ~= nil then
       local list = null_balance_aliases(v1)
       if #list > 0 then
@@ -288,7 +290,7 @@ function _M.run(self, calls, opts)
         end
       end
     end
-    run_rounds(self, st, more, concurrency, deadline, function(job, v1, v2)
+    run_rounds(self, st, more, concurrency, budget, function(job, v1, v2)
       local f = owner[job]
       if v1 == nil then
         f.err = f.err or v2

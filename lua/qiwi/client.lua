@@ -405,9 +405,20 @@ function Client:_send(row, path, query, body)
   end
   local url = self.base_url .. path
   if query ~= "" then url = url .. "?" .. query end
-  local req = { method = row.method, url = url, path = path, query = query, headers = headers,
-                extra_headers = extra, body = body, raw = row.raw }
   local safe = row.method == "GET" or row.idempotent
+  -- every field in the constructor: a field added later makes Lua rehash the table.
+  -- once: libcurl would silently re-send a request whose reused connection
+  -- died without an answer; what must not be repeated gets a connection of its own
+  local req = { method = row.method, url = url, path = path, query = query, headers = headers,
+                extra_headers = extra, body = body, raw = row.raw, timeout = self.timeout,
+                once = not safe }
+  if t.usable then
+    -- before any wait: in a phase without cosockets nothing must block
+    local ok, kind, message = t:usable()
+    if not ok then
+      return nil, self:_error { kind = kind, message = message, method = row.method, path = path, retryable = false }
+    end
+  end
   local attempts = safe and self.retries + 1 or 1
   local deadline
   local err
@@ -416,8 +427,11 @@ function Client:_send(row, path, query, body)
       ratelimit.acquire(self._history_rate, self.wallet or "?")
     end
     -- the call's time runs from its first send, not from a rate-limit wait
-    deadline = deadline or monotonic() + self.timeout
-    req.timeout = math.max(deadline - monotonic(), 0.001)
+    if deadline then
+      req.timeout = math.max(deadline - monotonic(), 0.001)
+    else
+      deadline = monotonic() + self.timeout
+    end
     local res, kind, message = t:request(req)
     local delay
     if not res then
@@ -456,7 +470,14 @@ function Client:_response(row, path, res)
                                 method = row.method, path = path }
     end
     if data ~= nil then return data end
-    if res.body == nil or res.body == "" then return true end
+    if res.body == nil or res.body == "" then
+      -- a 200 announcing JSON lost its body on the way; 201/202/204 carry none
+      if status == 200 and find(headers["content-type"] or "", "json", 1, true) then
+        return nil, self:_error { kind = "decode", status = status, method = row.method, path = path,
+                                  message = "empty answer where a JSON body is due" }
+      end
+      return true
+    end
     return nil, self:_error { kind = "decode", status = status, method = row.method, path = path,
                               message = "expected a JSON body, got " .. (headers["content-type"] or "no content type") }
   end

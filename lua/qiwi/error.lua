@@ -26,31 +26,32 @@ function mt.__tostring(e)
   return s
 end
 
--- fields: kind, message, and optionally status, code, description, trace_id,
--- method, path, retryable, retry_after. `secrets` are scrubbed from every text.
-function _M.new(fields, secrets)
-  assert(KINDS[fields.kind], "unknown error kind")
-  local e = setmetatable({}, mt)
-  for k, v in pairs(fields) do e[k] = v end
-  e.message = one_line(e.message)
-  if e.description ~= nil then e.description = one_line(e.description) end
-  if secrets then
-    for _, secret in ipairs(secrets) do
-      if secret ~= "" then
-        for _, k in ipairs { "message", "description", "path" } do
-          local v = e[k]
-          if type(v) == "string" and v:find(secret, 1, true) then
-            local i, j = v:find(secret, 1, true)
-            while i do
-              v = v:sub(1, i - 1) .. "***" .. v:sub(j + 1)
-              i, j = v:find(secret, i + 3, true)
-            end
-            e[k] = v
-          end
-        end
+local function scrub(v, secrets)
+  for _, secret in ipairs(secrets) do
+    if secret ~= "" then
+      local i, j = v:find(secret, 1, true)
+      while i do
+        v = v:sub(1, i - 1) .. "***" .. v:sub(j + 1)
+        i, j = v:find(secret, i + 3, true)
       end
     end
   end
+  return v
+end
+
+-- fields: kind, message, and optionally status, code, description, trace_id,
+-- method, path, retryable, retry_after. `secrets` are scrubbed from every
+-- text, a server's echo included (code, trace_id, service), and before
+-- one_line cuts a long text, which would leave half a secret unrecognised.
+function _M.new(fields, secrets)
+  assert(KINDS[fields.kind], "unknown error kind")
+  local e = setmetatable({}, mt)
+  for k, v in pairs(fields) do
+    if secrets and k ~= "kind" and type(v) == "string" then v = scrub(v, secrets) end
+    e[k] = v
+  end
+  e.message = one_line(e.message)
+  if e.description ~= nil then e.description = one_line(e.description) end
   if e.retryable == nil then
     local st = e.status
     e.retryable = e.kind == "network" or e.kind == "timeout"
@@ -75,6 +76,9 @@ function _M.text(code)
 end
 
 local STATUS_TEXT = {
+  [301] = "Moved permanently: redirect not followed", [302] = "Found: redirect not followed",
+  [303] = "See other: redirect not followed", [307] = "Temporary redirect not followed",
+  [308] = "Permanent redirect not followed",
   [400] = "Wrong data format of request", [401] = "Wrong API token or token expired",
   [403] = "Not enough rights of API token for the request", [404] = "Not found",
   [405] = "Method not allowed", [422] = "Request refused (unprocessable)",

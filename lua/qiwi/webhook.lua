@@ -55,6 +55,14 @@ local function object_spans(s, i)
     local ke = scan_string(s, i)
     if not ke then return nil end
     local key = s:sub(i + 1, ke - 2)
+    if key:find("\\", 1, true) then
+      -- the decoder unescapes keys: "pay\u006dent" is its "payment"
+      key = core.json_decode(s:sub(i, ke - 1))
+      if type(key) ~= "string" then return nil end
+    end
+    -- with a key twice, the signed text and the decoded table could each
+    -- take another one
+    if spans[key] then return nil end
     i = skip_ws(s, ke)
     if s:sub(i, i) ~= ":" then return nil end
     i = skip_ws(s, i + 1)
@@ -81,6 +89,7 @@ local function raw_field(body, payment_span, dotted)
     if not span then return nil end
     if body:sub(span[1], span[1]) == "{" then spans = object_spans(body, span[1]) else spans = nil end
   end
+  if not span then return nil end  -- a name with no parts: "", " " or "."
   local text = body:sub(span[1], span[2])
   if text:sub(1, 1) == '"' then
     -- a string is signed as its value: decode escapes through the JSON decoder

@@ -358,28 +358,46 @@ function Fake:_rate_limited()
   return false
 end
 
+-- The answer fail_next asked for instead of the real one.
+function Fake:_injected(fault)
+  local h = { ["content-type"] = JSON_CT }
+  for k, v in pairs(fault.headers or {}) do h[lower(k)] = v end
+  local body = fault.body
+  if fault.body_bytes then
+    -- built here: a body of megabytes cannot travel through a control call
+    local n = math.max(floor(fault.body_bytes), 10)
+    body = '{"pad":"' .. string.rep("x", n - 10) .. '"}'
+  elseif body == nil then
+    body = json.encode {
+      serviceName = "edge", errorCode = "fake.injected",
+      userMessage = STATUS_TEXT[fault.status] or "Error",
+      description = "failure injected by fail_next", traceId = self:_trace_id(),
+    }
+  elseif type(body) == "table" then
+    body = json.encode(body)
+  end
+  return fault.status, h, body
+end
+
+-- A fault either replaces the request (the fake never sees it: no state
+-- changes) or, with `served`, hits the answer of a request the fake handled,
+-- which is how a payment gets debited while its answer is lost.
 function Fake:_dispatch(req, entry)
   local fault = self:_take_fault(req)
-  if fault then
-    self.last_delay_ms = self.last_delay_ms + (fault.delay_ms or 0)
-    if fault.drop then return 444, { ["x-fake-drop"] = "1" }, "" end
-    if fault.status then
-      local h = { ["content-type"] = JSON_CT }
-      for k, v in pairs(fault.headers or {}) do h[lower(k)] = v end
-      local body = fault.body
-      if body == nil then
-        body = json.encode {
-          serviceName = "edge", errorCode = "fake.injected",
-          userMessage = STATUS_TEXT[fault.status] or "Error",
-          description = "failure injected by fail_next", traceId = self:_trace_id(),
-        }
-      elseif type(body) == "table" then
-        body = json.encode(body)
-      end
-      return fault.status, h, body
-    end
+  self.last_fault = fault
+  if not fault then return self:_serve(req, entry) end
+  self.last_delay_ms = self.last_delay_ms + (fault.delay_ms or 0)
+  if fault.served then
+    local s, h, b = self:_serve(req, entry)
+    if fault.status then return self:_injected(fault) end
+    return s, h, b
   end
+  if fault.drop or fault.reset then return 444, { ["x-fake-drop"] = "1" }, "" end
+  if fault.status then return self:_injected(fault) end
+  return self:_serve(req, entry)
+end
 
+function Fake:_serve(req, entry)
   local matches = match_routes(req.path)
   if #matches == 0 then
     return H.err(self, 404, "edge", "not.found", "Не найдено", "no such API path: " .. req.path)
@@ -498,6 +516,7 @@ function Fake:handle(req)
   self.requests[#self.requests + 1] = entry
 
   self.last_delay_ms = self.delay_ms or 0
+  self.last_fault = nil
   local n = { method = method, path = path, query = query, headers = headers, body = body }
   local ok, status, h, b = pcall(self._dispatch, self, n, entry)
   if not ok then
@@ -514,8 +533,9 @@ end
 
 -- An object for the client's `transport` option: t:request{method=, url=,
 -- headers={"Name: value", …}, body=} -> {status=, headers=, body=}, or nil,
--- kind, message for an injected drop (fail_next{drop=true}) or a delay longer
--- than req.timeout (only when a `sleep` option was given).
+-- kind, message where a real transport would have no answer: an injected
+-- drop, reset or truncation (fail_next), or a delay longer than req.timeout
+-- (only when a `sleep` option was given).
 function Fake:transport()
   local f = self
   local t = {}
@@ -525,7 +545,8 @@ function Fake:transport()
     local status, headers, body = f:handle {
       method = req.method, path = u.path, query = u.query, headers = req.headers, body = req.body,
     }
-    local delay = (f.last_delay_ms or 0) / 1000
+    local fault = f.last_fault
+    local delay = ((f.last_delay_ms or 0) + (fault and fault.stall_ms or 0)) / 1000
     local sleep = f.opts.sleep
     if delay > 0 and sleep then
       local limit = tonumber(req.timeout)
@@ -535,8 +556,15 @@ function Fake:transport()
       end
       sleep(delay)
     end
-    if status == 444 and headers["x-fake-drop"] then
+    if fault and fault.reset then
+      return nil, "network", "qiwi.fake: connection reset by peer (fail_next reset)"
+    end
+    if fault and fault.drop or status == 444 and headers["x-fake-drop"] then
       return nil, "network", "qiwi.fake: connection dropped (fail_next drop)"
+    end
+    if fault and fault.truncate and fault.truncate < #body then
+      return nil, "network", format("qiwi.fake: answer truncated after %d of %d bytes (fail_next truncate)",
+                                    fault.truncate, #body)
     end
     return { status = status, headers = headers, body = body }
   end
@@ -547,24 +575,41 @@ end
 ---------------------------------------------------------------------------
 -- Test helpers
 
--- Makes the next matching request(s) answer `status` (and `body`, a string
--- or a table to encode; default a QIWI error body) instead of being served.
--- spec: status, body, headers, count (default 1; -1 = until clear_faults),
--- path_pattern (Lua pattern on the path), method, delay_ms (extra delay;
--- with no status the request is served normally, only late), drop (true:
--- the connection is closed without an answer).
+-- Makes the next matching request(s) fail. spec:
+--   status, body, headers  this answer instead of the real one (body: a string
+--                          or a table to encode; default a QIWI error body)
+--   body_bytes             with status: a JSON body of exactly this many bytes
+--   count                  how many requests (default 1; -1: until clear_faults)
+--   path_pattern, method   which requests (Lua pattern on the path)
+--   delay_ms               the answer is late by this much (alone: served normally, late)
+--   drop                   the connection is closed without an answer
+--   reset                  the connection is reset (TCP RST) instead of an answer
+--   truncate               only this many bytes of the body are sent, under a
+--                          Content-Length of the whole, then the connection closes
+--   stall_ms, stall_after  headers and the first stall_after bytes (default 0) of
+--                          the body at once, the rest stall_ms later
+--   served                 the fake handles the request first (a payment is
+--                          debited) and the fault hits its answer: drop, reset,
+--                          truncate, or status/body replacing it
+-- With none of status, drop, reset, truncate, stall_ms, delay_ms: a 500 with QIWI's error body.
 function Fake:fail_next(spec)
   spec = spec or {}
-  local status = spec.status
-  if status == json.null then status = nil end
-  if status == nil and not spec.drop and not spec.delay_ms then status = 500 end
-  local count = tonumber(spec.count) or 1
+  local function opt(k)
+    local v = spec[k]
+    if v == json.null then return nil end
+    return v
+  end
+  local status = tonumber(opt("status"))
+  local transport_fault = opt("drop") or opt("reset") or opt("truncate") or opt("stall_ms")
+  if status == nil and not transport_fault and not opt("delay_ms") then status = 500 end
+  if opt("body_bytes") and not status then error("fail_next: body_bytes needs a status", 2) end
   local fault = {
-    status = status and tonumber(status), body = spec.body ~= json.null and spec.body or nil,
-    headers = spec.headers ~= json.null and spec.headers or nil,
-    count = count, path_pattern = spec.path_pattern ~= json.null and spec.path_pattern or nil,
-    method = spec.method ~= json.null and spec.method and tostring(spec.method):upper() or nil,
-    delay_ms = tonumber(spec.delay_ms), drop = spec.drop == true,
+    status = status, body = opt("body"), headers = opt("headers"), body_bytes = tonumber(opt("body_bytes")),
+    count = tonumber(opt("count")) or 1, path_pattern = opt("path_pattern"),
+    method = opt("method") and tostring(opt("method")):upper() or nil,
+    delay_ms = tonumber(opt("delay_ms")), drop = opt("drop") == true, reset = opt("reset") == true,
+    truncate = tonumber(opt("truncate")), stall_ms = tonumber(opt("stall_ms")),
+    stall_after = tonumber(opt("stall_after")) or 0, served = opt("served") == true,
   }
   self.faults[#self.faults + 1] = fault
   return true

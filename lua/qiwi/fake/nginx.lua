@@ -19,7 +19,9 @@
 --                          -> {"result":…} from f[method](f, unpack(args));
 --                          JSON null arguments arrive as nil; a Lua error is
 --                          answered 400 {"error":"…"}
--- Anything else goes to the fake's f:handle().
+-- Anything else goes to the fake's f:handle(), and a fault it took
+-- (fail_next) happens on the wire: drop (444), reset (a TCP RST), truncate
+-- (a body shorter than its Content-Length), stall_ms (the body paused).
 
 local fake = require "qiwi.fake"
 local json = require "qiwi.fake.json"
@@ -147,6 +149,85 @@ control["POST /__fake/call"] = function(body)
   return send(200, { ["content-type"] = "application/json" }, text)
 end
 
+-- The descriptor of this request's client connection, found by its two
+-- ports: lua-nginx-module gives no other way to it, also under HTTP/2.
+local ffi_ok, ffi = pcall(require, "ffi")
+local socket_api
+local function sockets()
+  if socket_api ~= nil then return socket_api end
+  socket_api = false
+  if not ffi_ok then return false end
+  pcall(ffi.cdef, [[
+    struct qiwi_fake_sockaddr { uint16_t family; uint8_t port[2]; uint8_t rest[124]; };
+    int getsockname(int fd, struct qiwi_fake_sockaddr *addr, uint32_t *len);
+    int getpeername(int fd, struct qiwi_fake_sockaddr *addr, uint32_t *len);
+    int connect(int fd, const struct qiwi_fake_sockaddr *addr, uint32_t len);
+  ]])
+  local ok = pcall(function() return ffi.C.getpeername, ffi.C.getsockname, ffi.C.connect end)
+  if ok then socket_api = ffi.C end
+  return socket_api
+end
+
+local function port_of(sa) return sa.port[0] * 256 + sa.port[1] end
+
+local function connection_fd()
+  local C = sockets()
+  if not C then return nil end
+  local local_port, peer_port = tonumber(ngx.var.server_port), tonumber(ngx.var.remote_port)
+  local sa = ffi.new("struct qiwi_fake_sockaddr")
+  local len = ffi.new("uint32_t[1]")
+  for fd = 3, 4095 do
+    len[0] = ffi.sizeof(sa)
+    if C.getpeername(fd, sa, len) == 0 and port_of(sa) == peer_port then
+      len[0] = ffi.sizeof(sa)
+      if C.getsockname(fd, sa, len) == 0 and port_of(sa) == local_port then return fd end
+    end
+  end
+  return nil
+end
+
+-- connect(AF_UNSPEC) disconnects a TCP socket with a RST at once, and the
+-- descriptor stays nginx's: it closes it itself after its next failed I/O.
+local function reset_connection()
+  local fd = connection_fd()
+  if not fd then
+    ngx.log(ngx.ERR, "qiwi.fake: no descriptor found for the connection to reset")
+    return ngx.exit(444)
+  end
+  local sa = ffi.new("struct qiwi_fake_sockaddr")
+  sa.family = 0
+  sockets().connect(fd, sa, ffi.sizeof(sa))
+  return ngx.exit(444)
+end
+
+local function send_head(status, headers, length)
+  ngx.status = status
+  for k, v in pairs(headers or {}) do
+    if k ~= "content-length" then ngx.header[k] = v end
+  end
+  if not headers or not headers["content-type"] then ngx.header["content-type"] = nil end
+  ngx.header["content-length"] = length
+  ngx.send_headers()
+end
+
+-- Content-Length promises the whole body; `n` bytes of it arrive, then the
+-- connection is closed (HTTP/1.1) or the stream reset (HTTP/2).
+local function send_truncated(status, headers, body, n)
+  send_head(status, headers, #body)
+  if n > 0 then ngx.print(body:sub(1, n)) end
+  ngx.flush(true)
+  return ngx.exit(444)
+end
+
+local function send_stalled(status, headers, body, after, ms)
+  send_head(status, headers, #body)
+  if after > 0 then ngx.print(body:sub(1, after)) end
+  ngx.flush(true)
+  ngx.sleep(ms / 1000)
+  ngx.print(body:sub(after + 1))
+  return ngx.exit(ngx.HTTP_OK)
+end
+
 function _M.serve()
   local method = ngx.req.get_method()
   local uri = ngx.var.request_uri or "/"
@@ -169,8 +250,15 @@ function _M.serve()
     method = method, path = path, query = query, headers = headers, body = body,
     connection = tonumber(ngx.var.connection),
   }
+  local fault = f.last_fault
   local delay = f.last_delay_ms or 0
   if delay > 0 then ngx.sleep(delay / 1000) end
+  if fault then
+    if fault.reset then return reset_connection() end
+    if fault.drop then return ngx.exit(444) end
+    if fault.truncate and fault.truncate < #b then return send_truncated(status, h, b, fault.truncate) end
+    if fault.stall_ms then return send_stalled(status, h, b, math.min(fault.stall_after, #b), fault.stall_ms) end
+  end
   if status == 444 and h["x-fake-drop"] then return ngx.exit(444) end
   return send(status, h, b)
 end

@@ -12,10 +12,11 @@ function _M.new(opts)
 end
 
 -- req: method, url, extra_headers (per-call lines; the constant ones live in
--- the session), body, raw (no decoding), timeout
+-- the session), body, raw (no decoding), timeout, once (a new connection, so
+-- that libcurl never repeats the request by itself)
 function _M:request(req)
   local status, body, headers, decoded = self.session:request(
-    req.method, req.url, req.extra_headers, req.body, not req.raw, req.timeout)
+    req.method, req.url, req.extra_headers, req.body, not req.raw, req.timeout, req.once == true)
   if not status then return nil, body, headers end
   if decoded == true then
     return { status = status, headers = headers, data = body, decoded = true }

@@ -1,0 +1,455 @@
+-- make bench: lua-qiwi measured side by side with references, in one run,
+-- against the fake QIWI served over HTTPS by nginx (spec/support/https_fake).
+--
+--   lua5.4 bench/run.lua CURL_LOOP_BINARY [NODE_DIR]
+--
+-- Environment: BENCH_RUNS (repetitions of each measurement, 7), BENCH_CALLS
+-- (sequential calls per per-call run, 1000), BENCH_MEM_CALLS (100000),
+-- BENCH_SECONDS (minimum time of one decode run, 0.25), BENCH_ONLY (comma
+-- list of sections: percall,decode,overlap,peer,memory).
+--
+-- Every figure is the median of the runs with the spread (min..max) beside
+-- it; a ratio is the median of the per-run ratios of runs made back to back,
+-- so that drift of the machine or the server cancels out.
+package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;spec/support/?.lua;" .. package.path
+package.cpath = "build/lua5.4/?.so;" .. package.cpath
+
+local qiwi = require "qiwi"
+local core = require "qiwi.core"
+local https_fake = require "https_fake"
+
+local CURL_LOOP = assert(arg[1], "usage: bench/run.lua CURL_LOOP_BINARY [NODE_DIR]")
+local NODE_DIR = arg[2]
+local RUNS = tonumber(os.getenv("BENCH_RUNS")) or 7
+local CALLS = tonumber(os.getenv("BENCH_CALLS")) or 1000
+local MEM_CALLS = tonumber(os.getenv("BENCH_MEM_CALLS")) or 100000
+local MIN_SECONDS = tonumber(os.getenv("BENCH_SECONDS")) or 0.25
+local ONLY = os.getenv("BENCH_ONLY")
+
+local TOKEN, WALLET = "bench-token", "79111234567"
+local FAKE = { token = TOKEN, wallet = WALLET }
+local ACCOUNTS_PATH = "/funding-sources/v2/persons/" .. WALLET .. "/accounts"
+
+local monotonic = core.monotonic
+local fmt = string.format
+
+local function wanted(section)
+  if not ONLY then return true end
+  for s in ONLY:gmatch("[^,%s]+") do if s == section then return true end end
+  return false
+end
+
+local function shq(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function command(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("*a")
+  local ok = p:close()
+  return out, ok
+end
+
+local function median(list)
+  local t = {}
+  for i, v in ipairs(list) do t[i] = v end
+  table.sort(t)
+  local n = #t
+  if n == 0 then return nil end
+  if n % 2 == 1 then return t[(n + 1) / 2] end
+  return (t[n / 2] + t[n / 2 + 1]) / 2
+end
+
+local function spread(list)
+  local lo, hi = math.huge, -math.huge
+  for _, v in ipairs(list) do
+    if v < lo then lo = v end
+    if v > hi then hi = v end
+  end
+  return lo, hi
+end
+
+-- "median (min..max)" in the unit `unit`, scaled by `scale`
+local function show(list, scale, unit, digits)
+  scale, digits = scale or 1, digits or 1
+  local lo, hi = spread(list)
+  local f = "%." .. digits .. "f"
+  return fmt(f .. " %s (" .. f .. ".." .. f .. ")", median(list) * scale, unit, lo * scale, hi * scale)
+end
+
+local function rss_kib()
+  local s = read_file("/proc/self/status") or ""
+  return tonumber(s:match("VmRSS:%s*(%d+)"))
+end
+
+local results = {}   -- rows of the summary: { what, ours, reference, ratio, target, met }
+
+local function summary_row(what, ratio_list, ratio_text, target_text, met)
+  results[#results + 1] = { what = what, ratio = ratio_list and median(ratio_list), text = ratio_text,
+                            target = target_text, met = met }
+end
+
+---------------------------------------------------------------------------
+-- The machine
+
+local function machine()
+  local cpuinfo = read_file("/proc/cpuinfo") or ""
+  local model = cpuinfo:match("model name%s*:%s*([^\n]+)") or "unknown CPU"
+  local cores = select(2, cpuinfo:gsub("\nprocessor%s*:", "")) + (cpuinfo:match("^processor") and 1 or 0)
+  local mem = (read_file("/proc/meminfo") or ""):match("MemTotal:%s*(%d+)")
+  local kernel = command("uname -sr"):gsub("%s+$", "")
+  local nginx = command("/usr/sbin/nginx -v"):match("nginx/([%d%.]+)") or "?"
+  print("machine: " .. model .. ", " .. cores .. " cores, " .. fmt("%.0f", (tonumber(mem) or 0) / 1048576)
+        .. " GiB, " .. kernel)
+  print("software: " .. _VERSION .. ", " .. core.curl_version():match("^(%S+)") .. ", nginx " .. nginx
+        .. " (HTTP/2, TLS, fake QIWI in lua-nginx-module), " .. qiwi._VERSION)
+  print(fmt("settings: %d runs of each measurement, %d calls per per-call run", RUNS, CALLS))
+end
+
+---------------------------------------------------------------------------
+-- Sections
+
+local srv
+
+local function reset_fake()
+  -- the fake logs every request; a fresh one keeps the server's cost per
+  -- request the same from run to run
+  srv:reset(FAKE)
+end
+
+local function new_client(opts)
+  local o = { token = TOKEN, wallet = WALLET, base_url = srv.base_url, ca_file = srv.ca_file,
+              history_rate = false }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return assert(qiwi.new(o))
+end
+
+local function our_run(client, n)
+  for _ = 1, 50 do assert(client:accounts()) end
+  local t0 = monotonic()
+  for _ = 1, n do
+    local res, err = client:accounts()
+    if not res then error(tostring(err)) end
+  end
+  return n / (monotonic() - t0)
+end
+
+-- n calls; returns wall and CPU seconds
+local function our_block(client, n)
+  local t0, c0 = monotonic(), os.clock()
+  for _ = 1, n do
+    local res, err = client:accounts()
+    if not res then error(tostring(err)) end
+  end
+  return monotonic() - t0, os.clock() - c0
+end
+
+-- The C loop as a long-lived process that makes `n` calls whenever told to
+-- (see curl_loop.c), so that its blocks and ours can alternate.
+local function c_loop()
+  local fifo = os.tmpname()
+  os.remove(fifo)
+  assert(os.execute("mkfifo " .. shq(fifo)), "mkfifo failed")
+  local out = assert(io.popen(fmt("%s %s %s %s 50 serve < %s", shq(CURL_LOOP), shq(srv.base_url .. ACCOUNTS_PATH),
+                                  shq(srv.ca_file), shq(TOKEN), shq(fifo)), "r"))
+  local input = assert(io.open(fifo, "w"))
+  local loop = {}
+  function loop.block(n)
+    input:write(n, "\n")
+    input:flush()
+    local line = out:read("*l")
+    local wall, cpu = (line or ""):match("^(%S+) (%S+)$")
+    if not wall then error("curl_loop failed: " .. tostring(line) .. (out:read("*a") or "")) end
+    return tonumber(wall), tonumber(cpu)
+  end
+  function loop.close()
+    input:close()
+    out:close()
+    os.remove(fifo)
+  end
+  return loop
+end
+
+local BLOCK = tonumber(os.getenv("BENCH_BLOCK")) or 100
+
+local function percall()
+  print("== per-call overhead: " .. CALLS .. " sequential keep-alive accounts() calls a run")
+  print("   reference: bench/curl_loop.c, the same requests on one reused libcurl handle, no decoding;")
+  print("   the two take turns in blocks of " .. BLOCK .. " calls, so that drift of the machine hits both")
+  local client = new_client()
+  local loop = c_loop()
+  assert(our_run(client, 50))
+  local ours, ref, ratio, cpu_ours, cpu_ref = {}, {}, {}, {}, {}
+  local blocks = math.max(1, math.ceil(CALLS / BLOCK))
+  local n = blocks * BLOCK
+  for r = 1, RUNS do
+    reset_fake()
+    local wa, ca, wb, cb = 0, 0, 0, 0
+    for b = 1, blocks do
+      local w, c
+      if (b + r) % 2 == 0 then
+        w, c = our_block(client, BLOCK) wa, ca = wa + w, ca + c
+        w, c = loop.block(BLOCK) wb, cb = wb + w, cb + c
+      else
+        w, c = loop.block(BLOCK) wb, cb = wb + w, cb + c
+        w, c = our_block(client, BLOCK) wa, ca = wa + w, ca + c
+      end
+    end
+    ours[r], ref[r], ratio[r] = n / wa, n / wb, wb / wa
+    cpu_ours[r], cpu_ref[r] = ca / n, cb / n
+  end
+  loop.close()
+  client:close()
+  print("   lua-qiwi   " .. show(ours, 1, "calls/s", 0) .. fmt(" = %.1f us/call", 1e6 / median(ours)))
+  print("   C loop     " .. show(ref, 1, "calls/s", 0) .. fmt(" = %.1f us/call", 1e6 / median(ref)))
+  print("   ratio      " .. show(ratio, 1, "x", 3))
+  print("   client CPU per call: lua-qiwi " .. show(cpu_ours, 1e6, "us", 1) .. ", C loop " .. show(cpu_ref, 1e6, "us", 1))
+  summary_row("per-call throughput vs C loop", ratio, fmt("%.2fx", median(ratio)), ">= 0.90x", median(ratio) >= 0.9)
+  print()
+  return ours
+end
+
+-- Inputs for the decode section, made by the in-process fake: one history
+-- page of 50 payments, and an array of about 1 MB of distinct payments.
+local function decode_inputs()
+  local f = qiwi.fake.new { token = TOKEN, wallet = WALLET, history_pages = 30, history_rows = 50 }
+  local path = "/payment-history/v2/persons/" .. WALLET .. "/payments"
+  local function page(query)
+    local status, _, body = f:handle { method = "GET", path = path, query = query,
+                                       headers = { authorization = "Bearer " .. TOKEN } }
+    assert(status == 200, "fake history: " .. tostring(status))
+    return body
+  end
+  local first = page("rows=50")
+  local items, q = {}, "rows=50"
+  local text = ""
+  while #text < 1000000 do
+    local p = assert(core.json_decode(page(q)))
+    if #p.data == 0 then break end
+    for _, it in ipairs(p.data) do items[#items + 1] = it end
+    text = assert(core.json_encode(setmetatable(items, core.array_mt)))
+    if p.nextTxnId == core.null then break end
+    q = fmt("rows=50&nextTxnId=%d&nextTxnDate=%s", p.nextTxnId, p.nextTxnDate:gsub("+", "%%2B"))
+  end
+  return first, text, #items
+end
+
+local function decode_time(fn, s)
+  -- repeats until MIN_SECONDS have passed; returns seconds per decode
+  collectgarbage("collect")
+  local n, t0 = 0, os.clock()
+  while true do
+    fn(s)
+    n = n + 1
+    local t = os.clock() - t0
+    if t >= MIN_SECONDS and n >= 3 then return t / n end
+  end
+end
+
+local function decode()
+  local ok_cjson, cjson = pcall(require, "cjson")
+  local ok_dk, dkjson = pcall(require, "dkjson")
+  local page, big, nbig = decode_inputs()
+  print(fmt("== decode: a history page (%d bytes, 50 payments) and an array (%d bytes, %d payments)", #page, #big, nbig))
+  print("   the same bytes through qiwi.json.decode, lua-cjson " .. (ok_cjson and "" or "(missing) ")
+        .. "and dkjson " .. (ok_dk and "" or "(missing)") .. "; CPU time per decode")
+  local impls = { { "lua-qiwi", core.json_decode } }
+  if ok_cjson then impls[#impls + 1] = { "lua-cjson", cjson.new().decode } end
+  if ok_dk then impls[#impls + 1] = { "dkjson", function(s) return dkjson.decode(s) end } end
+  for _, input in ipairs { { "page", page }, { "1 MB", big } } do
+    local times, ratio_c, ratio_dk = {}, {}, {}
+    for _, im in ipairs(impls) do times[im[1]] = {} end
+    for r = 1, RUNS do
+      for _, im in ipairs(impls) do times[im[1]][r] = decode_time(im[2], input[2]) end
+      if ok_cjson then ratio_c[r] = times["lua-qiwi"][r] / times["lua-cjson"][r] end
+      if ok_dk then ratio_dk[r] = times["lua-qiwi"][r] / times["dkjson"][r] end
+    end
+    for _, im in ipairs(impls) do
+      local mb = #input[2] / median(times[im[1]]) / 1e6
+      print(fmt("   %-5s %-10s %s  %.0f MB/s", input[1], im[1], show(times[im[1]], 1e6, "us", 0), mb))
+    end
+    if ok_cjson then
+      print(fmt("   %-5s ratio to lua-cjson %s", input[1], show(ratio_c, 1, "x", 3)))
+      summary_row("decode " .. input[1] .. " time vs lua-cjson", ratio_c, fmt("%.2fx", median(ratio_c)),
+                  "<= 1.00x", median(ratio_c) <= 1.0)
+    end
+    if ok_dk then print(fmt("   %-5s ratio to dkjson    %s", input[1], show(ratio_dk, 1, "x", 3))) end
+  end
+  -- what the other decoders give up: integers past 2^53 (txnId, personId can be anywhere in int64)
+  local probe = '{"txnId":9007199254740993,"personId":79111234567}'
+  local ours = core.json_decode(probe)
+  print(fmt("   exactness: lua-qiwi reads 9007199254740993 as %s (%s)", tostring(ours.txnId), math.type(ours.txnId)))
+  if ok_cjson then
+    local c = cjson.new().decode(probe)
+    print(fmt("              lua-cjson as %.17g (%s), personId as %s", c.txnId, math.type(c.txnId), tostring(c.personId)))
+  end
+  if ok_dk then
+    local d = dkjson.decode(probe)
+    print(fmt("              dkjson as %.17g (%s)", d.txnId, math.type(d.txnId)))
+  end
+  print()
+end
+
+local function overlap()
+  print("== overlap: 50 accounts() calls, the fake delaying every answer by 100 ms")
+  local client = new_client()
+  reset_fake()
+  srv:config { delay_ms = 100 }
+  local calls = {}
+  for i = 1, 50 do calls[i] = { "accounts" } end
+  assert(client:accounts())
+  local one, batch, seq = {}, {}, {}
+  local function check(res)
+    for i = 1, #res do if not res[i][1] then error(tostring(res[i][2])) end end
+  end
+  check(client:batch(calls))   -- opens the batch's own connection
+  for r = 1, RUNS do
+    local t0 = monotonic()
+    assert(client:accounts())
+    one[r] = monotonic() - t0
+    t0 = monotonic()
+    check(client:batch(calls))
+    batch[r] = monotonic() - t0
+  end
+  local stats = client._transports.batch.multi:stats()
+  local seq_runs = math.min(RUNS, 3)
+  for r = 1, seq_runs do
+    local t0 = monotonic()
+    for _ = 1, 50 do assert(client:accounts()) end
+    seq[r] = monotonic() - t0
+  end
+  srv:config { delay_ms = 0 }
+  client:close()
+  local ratio = {}
+  for r = 1, RUNS do ratio[r] = batch[r] / one[r] end
+  print("   one call          " .. show(one, 1e3, "ms", 1))
+  print("   batch of 50       " .. show(batch, 1e3, "ms", 1)
+        .. fmt("  (%d transfers on HTTP/2, %d new connections in the last batch)", stats.http2, stats.connects))
+  print("   50 one by one     " .. show(seq, 1e3, "ms", 0))
+  print("   batch / one call  " .. show(ratio, 1, "x", 2))
+  print(fmt("   speed-up of the batch over one by one: %.1fx", median(seq) / median(batch)))
+  summary_row("50-call batch vs one delayed call", ratio, fmt("%.2fx", median(ratio)), "<= 2.00x", median(ratio) <= 2.0)
+  print()
+end
+
+local function peer()
+  print("== peer: the same sequential accounts() calls through qiwi-sdk (Node.js)")
+  local script = NODE_DIR and (NODE_DIR .. "/peer.js")
+  if not script or not read_file(NODE_DIR .. "/node_modules/qiwi-sdk/package.json") then
+    print("   skipped: qiwi-sdk is not installed in bench/ (make bench installs it with npm)")
+    summary_row("throughput vs qiwi-sdk", nil, "not run", ">= 4x", nil)
+    print()
+    return
+  end
+  local version = (read_file(NODE_DIR .. "/node_modules/qiwi-sdk/package.json") or ""):match('"version"%s*:%s*"([^"]+)"')
+  local node_version = command("node --version"):gsub("%s+$", "")
+  print(fmt("   qiwi-sdk %s on Node.js %s, HTTP/1.1 keep-alive agent; base URL set on its http client", version, node_version))
+  local client = new_client()
+  local ours, theirs, ratio = {}, {}, {}
+  local n = math.max(200, math.floor(CALLS / 2))
+  for r = 1, RUNS do
+    reset_fake()
+    local out = command(fmt("NODE_EXTRA_CA_CERTS=%s node %s %s %s %s 50 %d", shq(srv.ca_file), shq(script),
+                            shq(srv.base_url), shq(TOKEN), shq(WALLET), n))
+    theirs[r] = tonumber(out:match("^%S+ (%S+)"))
+    if not theirs[r] then error("peer.js failed: " .. out) end
+    reset_fake()
+    ours[r] = our_run(client, n)
+    ratio[r] = ours[r] / theirs[r]
+  end
+  client:close()
+  print("   lua-qiwi   " .. show(ours, 1, "calls/s", 0))
+  print("   qiwi-sdk   " .. show(theirs, 1, "calls/s", 0))
+  print("   ratio      " .. show(ratio, 1, "x", 2))
+  summary_row("throughput vs qiwi-sdk", ratio, fmt("%.1fx", median(ratio)), ">= 4x", median(ratio) >= 4)
+  print()
+end
+
+local function memory()
+  print(fmt("== memory: RSS of this process after 1k and after %dk accounts() calls", MEM_CALLS // 1000))
+  local client = new_client()
+  reset_fake()
+  local done = 0
+  local function calls_until(n)
+    while done < n do
+      local res, err = client:accounts()
+      if not res then error(tostring(err)) end
+      done = done + 1
+      if done % 10000 == 0 then reset_fake() end
+    end
+  end
+  calls_until(1000)
+  collectgarbage("collect")
+  local rss1, heap1 = rss_kib(), collectgarbage("count")
+  local marks = {}
+  for _, m in ipairs { 10000, 50000, MEM_CALLS } do
+    if m <= MEM_CALLS and m > 1000 then
+      calls_until(m)
+      local before_gc = rss_kib()
+      collectgarbage("collect")
+      marks[#marks + 1] = { m, before_gc, rss_kib(), collectgarbage("count") }
+    end
+  end
+  client:close()
+  print(fmt("   after %6d calls: RSS %6d KiB, Lua heap %6.0f KiB (after a full collection)", 1000, rss1, heap1))
+  for _, mk in ipairs(marks) do
+    print(fmt("   after %6d calls: RSS %6d KiB (%d before the collection), Lua heap %6.0f KiB",
+              mk[1], mk[3], mk[2], mk[4]))
+  end
+  local last = marks[#marks]
+  local growth = last and (last[3] - rss1) / rss1 or 0
+  print(fmt("   growth from 1k to %dk calls: %+.1f %%", MEM_CALLS // 1000, growth * 100))
+  summary_row(fmt("RSS at %dk vs 1k calls", MEM_CALLS // 1000), nil, fmt("%+.1f%%", growth * 100), "within 5%",
+              math.abs(growth) <= 0.05)
+  print()
+end
+
+---------------------------------------------------------------------------
+
+-- On a shared VM the speed of a process depends on where the scheduler puts
+-- it: the clients (this process and what it starts: the C loop, node) get
+-- CPU 0, nginx the last CPU, so that every client meets the same conditions.
+local function pin_self()
+  local n = tonumber(command("nproc"):match("%d+")) or 1
+  if n < 2 or not command("command -v taskset"):find("taskset", 1, true) then return nil end
+  os.execute("taskset -a -p -c 0 " .. core.getpid() .. " >/dev/null")
+  return n - 1
+end
+
+machine()
+local server_cpu = pin_self()
+local t_start = monotonic()
+srv = https_fake.start { fake = FAKE, access_log = false, log_level = "error" }
+if server_cpu then
+  os.execute(fmt("taskset -a -p -c %d %d >/dev/null", server_cpu, srv.pid))
+  print(fmt("pinned: the clients to CPU 0, nginx to CPU %d", server_cpu))
+else
+  print("not pinned (one CPU, or no taskset)")
+end
+print()
+local ok, err = pcall(function()
+  if wanted("percall") then percall() end
+  if wanted("decode") then decode() end
+  if wanted("overlap") then overlap() end
+  if wanted("peer") then peer() end
+  if wanted("memory") then memory() end
+end)
+srv:stop()
+if not ok then
+  io.stderr:write("bench failed: ", tostring(err), "\n")
+  os.exit(1)
+end
+
+print("== summary (medians; reproduce with `make bench`)")
+print(fmt("   %-36s %-10s %-10s %s", "measure", "result", "target", ""))
+for _, r in ipairs(results) do
+  local mark = r.met == nil and "-" or (r.met and "met" or "MISSED")
+  print(fmt("   %-36s %-10s %-10s %s", r.what, r.text, r.target, mark))
+end
+print(fmt("   (whole run: %.0f s)", monotonic() - t_start))
