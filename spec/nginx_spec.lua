@@ -253,6 +253,25 @@ describe("inside nginx #nginx", function()
       assert.equal(1, tonumber(dropped))
     end)
 
+    it("never sends a request that must not be repeated on a pooled connection", function()
+      local function dropped()
+        local status, n = shapes:curl("GET", "/t/result?key=dropped")
+        return status == 200 and tonumber(n) or 0
+      end
+      -- leaves in the pool one kept-alive connection whose next request the
+      -- server drops (a call before may have left one too: this one uses it)
+      assert.is_true(shape("stale").ok)
+      local before = dropped()
+      -- a POST that is not a payment: were it sent on that connection and
+      -- dropped, nothing would tell whether the server had acted on it
+      local v = shape("stale", { method = "create_account", arg = "qw_wallet_usd" })
+      assert.is_true(v.ok, v.err and v.err.text)
+      assert.equal(before, dropped())
+      -- a GET still reuses the pooled connection and recovers from the drop
+      assert.is_true(shape("stale").ok)
+      assert.equal(before + 1, dropped())
+    end)
+
     it("gives up at the client's timeout with a timeout error", function()
       local v = shape("slow", { timeout = "0.5" })
       assert.is_false(v.ok)

@@ -178,6 +178,42 @@ describe("secrets", function()
       end
     end)
 
+    it("a dump of a used client (every table reachable from it) holds no secret", function()
+      local srv = https_fake.shared()
+      srv:reset { token = TOKEN, wallet = WALLET, p2p_secret_key = P2P_KEY }
+      local c = assert(qiwi.new { token = TOKEN, p2p_secret_key = P2P_KEY, wallet = WALLET,
+                                  base_url = srv.base_url, ca_file = srv.ca_file, retries = 0 })
+      assert.truthy(c:accounts())
+      assert.truthy(c:bills { rows = 5 })                       -- the P2P key's headers
+      assert.truthy(c:batch { { "accounts" }, { "profile" } })  -- the multi's header ids
+      assert.truthy(c:transfer { to = "79990001122", amount = 1 })  -- a body: per-row header cache
+      -- what an inspect/serpent dump walks: keys, values and metatables, by pairs
+      local seen, strings = {}, 0
+      local function walk(v, where)
+        local t = type(v)
+        if t == "string" then
+          strings = strings + 1
+          assert.is_nil(v:find(TOKEN, 1, true), where)
+          assert.is_nil(v:find(P2P_KEY, 1, true), where)
+        elseif (t == "table" or t == "userdata") and not seen[v] then
+          seen[v] = true
+          walk(tostring(v), where .. " (tostring)")
+          if t == "table" then
+            for k, x in next, v do
+              walk(k, where .. "[key]")
+              walk(x, where .. "." .. tostring(k))
+            end
+          end
+          local mt = getmetatable(v)
+          -- the module tables behind metatables are not the client's state
+          if type(mt) == "table" and mt ~= qiwi.error and not rawget(mt, "_send") then walk(mt, where .. "<mt>") end
+        end
+      end
+      walk(c, "client")
+      assert.is_true(strings > 5)
+      c:close()
+    end)
+
     it("qiwi.new refusing a bad token does not repeat it", function()
       for _, bad in ipairs { TOKEN .. "\n", TOKEN .. " x", "\0" .. TOKEN } do
         local c, err = qiwi.new { token = bad }

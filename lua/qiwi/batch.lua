@@ -39,6 +39,10 @@ local DEFAULT_CONCURRENCY = 64
 
 local in_nginx = type(ngx) == "table" and type(ngx.socket) == "table"
 
+-- Header lists (which hold the token) map to their ids out of the client's
+-- tables, so that dumping a client shows no secret.
+local header_ids = setmetatable({}, { __mode = "k" })
+
 -- The per-client multi handle and its registered header sets. Kept in the
 -- client's transports so that client:close() closes it with the rest.
 local function multi_for(self)
@@ -51,19 +55,21 @@ local function multi_for(self)
   })
   if not ok then return nil, "network", tostring(m) end
   if not m then return nil, kind, message end
-  st = { multi = m, ids = {} }
+  st = { multi = m }
+  header_ids[st] = {}
   function st.close() m:close() end
   self._transports.batch = st
   return st
 end
 
 local function header_id(st, list)
-  local id = st.ids[list]
+  local ids = header_ids[st]
+  local id = ids[list]
   if id == nil then
     local kind, message
     id, kind, message = st.multi:headers(list)
     if not id then return nil, kind, message end
-    st.ids[list] = id
+    ids[list] = id
   end
   return id
 end

@@ -19,6 +19,13 @@ _M.Client = Client
 
 local in_nginx = type(ngx) == "table" and type(ngx.socket) == "table"
 
+-- What holds the token or the P2P key (the key list for scrubbing, the header
+-- lines, the per-row header cache) lives here rather than in the client
+-- table, so that dumping a client (inspect, serpent, a logged table) shows
+-- no secret. Weak keys: a client dropped by its user takes its record along.
+local private = setmetatable({}, { __mode = "k" })
+_M.private = private
+
 local function sleep(seconds)
   if seconds <= 0 then return end
   if in_nginx and ngx.sleep then
@@ -163,22 +170,24 @@ function _M.new(opts)
     retries = o.retries,
     timeout = o.timeout,
     _opts = o,
-    _secrets = { o.token, o.p2p_secret_key },
     _transports = {},
-    _hcache = {},
   }, Client)
+  local priv = { secrets = { o.token, o.p2p_secret_key }, hcache = {} }
+  private[self] = priv
   if o.history_rate ~= false then
     local hr = o.history_rate or {}
     self._history_rate = ratelimit.new { limit = hr.limit, window = hr.window,
                                          clock = hr.clock or monotonic, sleep = hr.sleep or sleep }
   end
   -- Header lists are built once: a call only adds Content-Type when it has a body.
-  self._headers = {
+  priv.headers = {
     token = { "Accept: application/json", "Authorization: Bearer " .. o.token },
   }
   if o.p2p_secret_key then
-    self._headers.p2p = { "Accept: application/json", "Authorization: Bearer " .. o.p2p_secret_key }
+    priv.headers.p2p = { "Accept: application/json", "Authorization: Bearer " .. o.p2p_secret_key }
   end
+  -- the options kept for transports built later need no secret
+  o.token, o.p2p_secret_key = nil, nil
   return self
 end
 
@@ -195,7 +204,7 @@ local function transport_for(self, auth)
     }
   else
     local ok, res = pcall(require("qiwi.transport.curl").new, {
-      headers = self._headers[auth], timeout = o.timeout, connect_timeout = o.connect_timeout,
+      headers = private[self].headers[auth], timeout = o.timeout, connect_timeout = o.connect_timeout,
       ca_file = o.ca_file, user_agent = o.user_agent, resolve = o.resolve,
       allow_http = o.allow_http, max_body = o.max_body,
     })
@@ -214,7 +223,7 @@ function Client:close()
 end
 
 function Client:_error(fields)
-  return qerror.new(fields, self._secrets)
+  return qerror.new(fields, private[self].secrets)
 end
 
 -- Sets a nested field of a JSON body from a dotted wire name.
@@ -368,15 +377,16 @@ local CONTENT_JSON = { "Content-Type: application/json" }
 -- The header lists of a request: auth ("token" or "p2p"), the full list, and
 -- the per-row lines alone (for transports that hold the constant ones).
 function Client:_wire_headers(row, body)
-  local auth = (row.auth == "p2p" and self._headers.p2p) and "p2p" or "token"
-  local headers, extra = self._headers[auth], nil
+  local priv = private[self]
+  local auth = (row.auth == "p2p" and priv.headers.p2p) and "p2p" or "token"
+  local headers, extra = priv.headers[auth], nil
   if body or row.accept then
     -- per client, row and auth: built on first use and kept
     local key = (body and "b:" or "h:") .. auth
-    local per_row = self._hcache[row]
+    local per_row = priv.hcache[row]
     if not per_row then
       per_row = {}
-      self._hcache[row] = per_row
+      priv.hcache[row] = per_row
     end
     local cache = per_row[key]
     if not cache then

@@ -27,7 +27,7 @@ local function outcome(res, err, t0)
   return { ok = res ~= nil, result = res, err = err and error_fields(err), elapsed = now() - t0 }
 end
 
--- GET /t/call?base=&resolve=host=ip&token=&method=&timeout=&max_body=&ca_file=&retries=
+-- GET /t/call?base=&resolve=host=ip&token=&method=&arg=&timeout=&max_body=&ca_file=&retries=
 -- Makes a client with these options, calls one method and answers the outcome.
 function _M.call()
   local a = ngx.req.get_uri_args()
@@ -43,7 +43,7 @@ function _M.call()
   local t0 = now()
   local c, err = qiwi.new(opts)
   if not c then return reply(outcome(nil, err, t0)) end
-  local res, cerr = c[a.method or "accounts"](c)
+  local res, cerr = c[a.method or "accounts"](c, a.arg)
   return reply(outcome(res, cerr, t0))
 end
 
@@ -190,8 +190,12 @@ function _M.shapes()
       ngx.sleep(piece)
     elseif piece == "drop next" then
       sock:settimeout(5000)
-      repeat local line = sock:receive("*l") until not line or line == ""
-      ngx.shared.results:incr("dropped", 1, 0)
+      -- counted only when a request came: a client may also just close
+      local line = sock:receive("*l")
+      if line and line ~= "" then
+        repeat line = sock:receive("*l") until not line or line == ""
+        ngx.shared.results:incr("dropped", 1, 0)
+      end
     else
       assert(sock:send(piece))
       -- separate writes, so the client sees the pieces arrive apart

@@ -189,7 +189,11 @@ end
 local function exchange(self, t, target, req, deadline)
   local sock = tcp()
   sock:settimeout(min(floor(self.connect_timeout * 1000), left_ms(deadline)))
-  local ok, err = sock:connect(t.addr, t.port, { pool = t.pool, pool_size = self.pool_size })
+  -- A request that must not be repeated (req.once) goes on a connection of
+  -- its own, from a pool nothing is ever put back into: on a pooled one the
+  -- server may be closing, it could be processed and still look unanswered.
+  local pool = req.once and t.pool .. "#once" or t.pool
+  local ok, err = sock:connect(t.addr, t.port, { pool = pool, pool_size = self.pool_size })
   if not ok then
     return nil, kind_of(err), "connect to " .. t.host .. ":" .. t.port .. " failed: " .. tostring(err)
   end
@@ -247,7 +251,7 @@ local function exchange(self, t, target, req, deadline)
     return nil, kind_of(reusable), "reading the answer failed: " .. tostring(reusable)
   end
   local conn = headers.connection and lower(headers.connection) or ""
-  if not reusable or find(conn, "close", 1, true)
+  if req.once or not reusable or find(conn, "close", 1, true)
       or (http10 and not find(conn, "keep-alive", 1, true)) then
     sock:close()
   else
@@ -257,7 +261,7 @@ local function exchange(self, t, target, req, deadline)
 end
 
 -- req: method, url, headers (complete list of header lines), body, timeout
--- (seconds left for this attempt). Returns {status, headers, body} or
+-- (seconds left for this attempt), once (never sent twice, see exchange). Returns {status, headers, body} or
 -- nil, kind, message.
 -- Whether a call can be made here and now: true, or nil, kind, message. The
 -- client asks before anything that could wait (the history rate limit).
@@ -281,7 +285,7 @@ function _M:request(req)
   if not t then return nil, "argument", "cannot use this URL inside nginx (an http(s) URL with a host name is needed)" end
   local deadline = monotonic() + (req.timeout or self.timeout)
   local res, kind, message, retry = exchange(self, t, target, req, deadline)
-  if not res and retry and monotonic() < deadline then
+  if not res and retry and not req.once and monotonic() < deadline then
     res, kind, message = exchange(self, t, target, req, deadline)
   end
   if not res then return nil, kind, message end
