@@ -290,11 +290,23 @@ const char *qiwi_curl_error_kind(CURLcode rc) {
   }
 }
 
-/* Pushes the response headers as {lower-case name = value}; repeated names
- * are joined with ", " as HTTP allows. */
+/* The answer headers the Lua layer reads. The others (date, server, …) are
+ * left out: made into Lua strings they were a fifth of the garbage of a
+ * call, for nobody to read. */
+static int wanted_header(const char *name, size_t len) {
+  switch (len) {
+    case 8: return memcmp(name, "location", 8) == 0;
+    case 11: return memcmp(name, "retry-after", 11) == 0;
+    case 12: return memcmp(name, "content-type", 12) == 0;
+    default: return 0;
+  }
+}
+
+/* Pushes the wanted response headers as {lower-case name = value}; repeated
+ * names are joined with ", " as HTTP allows. */
 void qiwi_push_headers(lua_State *L, const qiwi_buffer *b) {
   const char *p = b->data, *end = b->data + b->len;
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 2);
   if (p == NULL) return;
   /* skip the status line */
   while (p < end && *p != '\n') p++;
@@ -308,6 +320,7 @@ void qiwi_push_headers(lua_State *L, const qiwi_buffer *b) {
     nlen = (size_t)(colon - line);
     if (nlen == 0 || nlen >= sizeof name) continue;
     for (i = 0; i < nlen; i++) name[i] = (char)tolower((unsigned char)line[i]);
+    if (!wanted_header(name, nlen)) continue;
     v = colon + 1;
     ve = eol;
     while (v < ve && (*v == ' ' || *v == '\t')) v++;

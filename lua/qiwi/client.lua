@@ -5,6 +5,7 @@ local args = require "qiwi.args"
 local qerror = require "qiwi.error"
 local endpoints = require "qiwi.endpoints"
 local ratelimit = require "qiwi.ratelimit"
+local curl_request = require("qiwi.transport.curl").request
 
 local json_encode, json_decode, null = core.json_encode, core.json_decode, core.null
 local type, pairs, ipairs, select, tostring = type, pairs, ipairs, select, tostring
@@ -373,6 +374,7 @@ local function retry_after_seconds(headers)
 end
 
 local CONTENT_JSON = { "Content-Type: application/json" }
+local NO_HEADERS = {}
 
 -- The header lists of a request: auth ("token" or "p2p"), the full list, and
 -- the per-row lines alone (for transports that hold the constant ones).
@@ -407,29 +409,39 @@ function Client:_wire_headers(row, body)
 end
 
 -- Sends one described request with the retry policy; returns result or nil, err.
-function Client:_send(row, path, query, body)
+-- url: when the caller has it already (a row without arguments caches it).
+function Client:_send(row, path, query, body, url)
   local auth, headers, extra = self:_wire_headers(row, body)
   local t, terr = transport_for(self, auth)
   if not t then
     return nil, self:_error { kind = "network", message = tostring(terr), method = row.method, path = path }
   end
-  local url = self.base_url .. path
-  if query ~= "" then url = url .. "?" .. query end
+  if not url then
+    url = self.base_url .. path
+    if query ~= "" then url = url .. "?" .. query end
+  end
   local safe = row.method == "GET" or row.idempotent
-  -- every field in the constructor: a field added later makes Lua rehash the table.
-  -- once: libcurl would silently re-send a request whose reused connection
-  -- died without an answer; what must not be repeated gets a connection of its own
-  local req = { method = row.method, url = url, path = path, query = query, headers = headers,
-                extra_headers = extra, body = body, raw = row.raw, timeout = self.timeout,
-                once = not safe }
-  if t.usable then
-    -- before any wait: in a phase without cosockets nothing must block
-    local ok, kind, message = t:usable()
-    if not ok then
-      return nil, self:_error { kind = kind, message = message, method = row.method, path = path, retryable = false }
+  -- The libcurl transport is called with positional values: a request and
+  -- an answer table per call were a third of the garbage a call leaves.
+  local session = t.request == curl_request and t.session
+  local req
+  if not session then
+    -- every field in the constructor: a field added later makes Lua rehash the table.
+    -- once: libcurl would silently re-send a request whose reused connection
+    -- died without an answer; what must not be repeated gets a connection of its own
+    req = { method = row.method, url = url, path = path, query = query, headers = headers,
+            extra_headers = extra, body = body, raw = row.raw, timeout = self.timeout,
+            once = not safe }
+    if t.usable then
+      -- before any wait: in a phase without cosockets nothing must block
+      local ok, kind, message = t:usable()
+      if not ok then
+        return nil, self:_error { kind = kind, message = message, method = row.method, path = path, retryable = false }
+      end
     end
   end
   local attempts = safe and self.retries + 1 or 1
+  local timeout = self.timeout
   local deadline
   local err
   for attempt = 1, attempts do
@@ -438,20 +450,32 @@ function Client:_send(row, path, query, body)
     end
     -- the call's time runs from its first send, not from a rate-limit wait
     if deadline then
-      req.timeout = math.max(deadline - monotonic(), 0.001)
+      timeout = math.max(deadline - monotonic(), 0.001)
     else
-      deadline = monotonic() + self.timeout
+      deadline = monotonic() + timeout
     end
-    local res, kind, message = t:request(req)
+    local status, v, h, dec
+    if session then
+      status, v, h, dec = session:request(row.method, url, extra, body, not row.raw, timeout, not safe)
+    else
+      req.timeout = timeout
+      local res, kind, message = t:request(req)
+      if res then
+        status, h = res.status, res.headers
+        if res.decoded then v, dec = res.data, true else v, dec = res.body, res.decode_error end
+      else
+        v, h = kind, message
+      end
+    end
     local delay
-    if not res then
-      err = self:_error { kind = kind or "network", message = message or "transport failed",
+    if not status then
+      err = self:_error { kind = v or "network", message = h or "transport failed",
                           method = row.method, path = path }
     else
-      local result, rerr = self:_response(row, path, res)
+      local result, rerr = self:_answer(row, path, status, h, v, dec)
       if result ~= nil then return result, rerr end
       err = rerr
-      delay = retry_after_seconds(res.headers)
+      delay = retry_after_seconds(h)
     end
     if attempt == attempts or not err.retryable then break end
     local backoff = 0.2 * 2 ^ (attempt - 1) * (0.5 + math.random())
@@ -462,25 +486,38 @@ function Client:_send(row, path, query, body)
   return nil, err
 end
 
--- Interprets a transport response (status, headers, body or decoded data).
+-- Interprets a transport response table (status, headers, and data when
+-- decoded, or body and decode_error).
 function Client:_response(row, path, res)
-  local status, headers = res.status, res.headers or {}
-  local data, derr = res.data, res.decode_error
-  if not res.decoded and not row.raw and res.body and res.body ~= "" and not derr then
-    local ct = headers["content-type"] or ""
-    if find(ct, "json", 1, true) or find(res.body, "^%s*[%[{]") then
-      local v, e = json_decode(res.body)
-      if v == nil then derr = e else data = v end
+  if res.decoded then return self:_answer(row, path, res.status, res.headers, res.data, true) end
+  return self:_answer(row, path, res.status, res.headers, res.body, res.decode_error)
+end
+
+-- Interprets an answer: dec is true when v is the decoded body, a string
+-- when v is a body that failed to decode, nil when v is a body not decoded.
+function Client:_answer(row, path, status, headers, v, dec)
+  headers = headers or NO_HEADERS
+  local data, derr, body
+  if dec == true then
+    data = v
+  else
+    body, derr = v, dec
+    if not row.raw and body and body ~= "" and not derr then
+      local ct = headers["content-type"] or ""
+      if find(ct, "json", 1, true) or find(body, "^%s*[%[{]") then
+        local d, e = json_decode(body)
+        if d == nil then derr = e else data = d end
+      end
     end
   end
   if status >= 200 and status < 300 then
-    if row.raw then return res.body or "", headers["content-type"] end
+    if row.raw then return body or "", headers["content-type"] end
     if derr then
       return nil, self:_error { kind = "decode", status = status, message = derr,
                                 method = row.method, path = path }
     end
     if data ~= nil then return data end
-    if res.body == nil or res.body == "" then
+    if body == nil or body == "" then
       -- a 200 announcing JSON lost its body on the way; 201/202/204 carry none
       if status == 200 and find(headers["content-type"] or "", "json", 1, true) then
         return nil, self:_error { kind = "decode", status = status, method = row.method, path = path,
@@ -504,7 +541,9 @@ function Client:_prepare(row, name, ...)
     and select("#", ...) == 0
   if static then
     local cached = self._static and self._static[row]
-    if cached and cached[1] == self.wallet then return cached[2], "", nil end
+    if cached and cached[1] == self.wallet and cached[3] == self.base_url then
+      return cached[2], "", nil, cached[4]
+    end
   end
   local req, why = build(row, name, ...)
   if not req then
@@ -527,16 +566,16 @@ function Client:_prepare(row, name, ...)
   end
   if static then
     self._static = self._static or {}
-    self._static[row] = { self.wallet, path }
+    self._static[row] = { self.wallet, path, self.base_url, self.base_url .. path }
   end
   return path, concat(req.query, "&"), body
 end
 
 -- The generic method behind every row of qiwi.endpoints.
 function Client:_call(row, name, ...)
-  local path, query, body = self:_prepare(row, name, ...)
+  local path, query, body, url = self:_prepare(row, name, ...)
   if not path then return nil, query end
-  return self:_send(row, path, query, body)
+  return self:_send(row, path, query, body, url)
 end
 
 -- name -> the generic method of that row; a method defined further down
