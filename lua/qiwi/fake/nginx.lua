@@ -41,15 +41,19 @@ function _M.instance()
   return current()
 end
 
-local function send(status, headers, body)
+local function send_head(status, headers, length)
   ngx.status = status
   for k, v in pairs(headers or {}) do
     if k ~= "content-length" then ngx.header[k] = v end
   end
   if not headers or not headers["content-type"] then ngx.header["content-type"] = nil end
-  -- An exact length instead of chunking, also for the empty 201/202 answers.
-  if status ~= 204 and status ~= 304 then ngx.header["content-length"] = #(body or "") end
+  ngx.header["content-length"] = length
   ngx.send_headers()
+end
+
+local function send(status, headers, body)
+  -- An exact length instead of chunking, also for the empty 201/202 answers.
+  send_head(status, headers, (status ~= 204 and status ~= 304) and #(body or "") or nil)
   if body and body ~= "" then ngx.print(body) end
   -- Quits the whole request with what was sent (not the status as a page).
   return ngx.exit(ngx.HTTP_OK)
@@ -200,15 +204,6 @@ local function reset_connection()
   return ngx.exit(444)
 end
 
-local function send_head(status, headers, length)
-  ngx.status = status
-  for k, v in pairs(headers or {}) do
-    if k ~= "content-length" then ngx.header[k] = v end
-  end
-  if not headers or not headers["content-type"] then ngx.header["content-type"] = nil end
-  ngx.header["content-length"] = length
-  ngx.send_headers()
-end
 
 -- Content-Length promises the whole body; `n` bytes of it arrive, then the
 -- connection is closed (HTTP/1.1) or the stream reset (HTTP/2).
