@@ -288,6 +288,49 @@ describe("inside nginx #nginx", function()
       assert.matches("closed", v.err.message, 1, true)
     end)
 
+    local function requests_of(name)
+      local status, n = shapes:curl("GET", "/t/result?key=requests:" .. name)
+      return status == 200 and tonumber(n) or 0
+    end
+
+    it("does not follow a redirect", function()
+      local before = requests_of("redirect")
+      local v = shape("redirect", { retries = 2 })
+      assert.is_false(v.ok)
+      assert.equal("http", v.err.kind)
+      assert.equal(302, v.err.status)
+      assert.is_false(v.err.retryable)
+      assert.matches("redirect", v.err.message, 1, true)
+      assert.equal(before + 1, requests_of("redirect"))
+    end)
+
+    it("retries a 503 within the retry budget, and gives the 503 without one", function()
+      local before = requests_of("busy")
+      local v = shape("busy", { retries = 2 })
+      assert.is_true(v.ok, v.err and v.err.text)
+      assert.equal(42.5, v.result.accounts[1].balance.amount)
+      assert.equal(before + 2, requests_of("busy"))
+      v = shape("busy", { retries = 0 })
+      assert.is_false(v.ok)
+      assert.equal("api", v.err.kind)
+      assert.equal(503, v.err.status)
+      assert.equal("QWPRC-999", v.err.code)
+      assert.is_true(v.err.retryable)
+      assert.equal(before + 3, requests_of("busy"))
+      assert.is_true(shape("busy", { retries = 0 }).ok)   -- leaves the next one refused again
+    end)
+
+    it("gives up on 423 after its retries, with QIWI's error", function()
+      local before = requests_of("locked")
+      local v = shape("locked", { retries = 1 })
+      assert.is_false(v.ok)
+      assert.equal("api", v.err.kind)
+      assert.equal(423, v.err.status)
+      assert.equal("request.blocked", v.err.code)
+      assert.is_true(v.err.retryable)
+      assert.equal(before + 2, requests_of("locked"))
+    end)
+
     it("checks the certificate against the host name, not an IP address", function()
       -- the same server passes under its name (above), so only the name check can refuse it
       local v = call { base = "https://127.0.0.1:" .. fake.port }

@@ -173,6 +173,26 @@ local SHAPES = {
   -- dropped unanswered: what a client meets when it reuses a connection
   -- the server is just closing
   stale = function() return { head("Content-Length: " .. #ACCOUNTS .. "\r\n") .. ACCOUNTS, "drop next" } end,
+  -- a redirect, which the client must not follow (the token would go along)
+  redirect = function()
+    return { "HTTP/1.1 302 Found\r\nLocation: https://elsewhere.invalid/steal\r\nContent-Length: 0\r\n\r\n" }
+  end,
+  -- every other request is refused as overloaded, the next one answered
+  busy = function()
+    if ngx.shared.results:incr("busy", 1, 0) % 2 == 1 then
+      local body = '{"code":"QWPRC-999","message":"try later"}'
+      return { "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 0\r\n"
+               .. "Content-Length: " .. #body .. "\r\n\r\n" .. body }
+    end
+    return { head("Content-Length: " .. #ACCOUNTS .. "\r\n") .. ACCOUNTS }
+  end,
+  -- QIWI's answer to too many history calls, every time
+  locked = function()
+    local body = '{"serviceName":"payment-history","errorCode":"request.blocked","userMessage":"blocked",'
+      .. '"description":"too many requests","traceId":"t1"}'
+    return { "HTTP/1.1 423 Locked\r\nContent-Type: application/json\r\nContent-Length: " .. #body
+             .. "\r\n\r\n" .. body }
+  end,
   ["short-length"] = function()
     return { head("Content-Length: " .. (#ACCOUNTS + 50) .. "\r\nConnection: close\r\n") .. ACCOUNTS }
   end,
@@ -183,6 +203,7 @@ function _M.shapes()
   local name = auth:match("^Bearer shape%-(.+)$")
   local shape = name and SHAPES[name]
   if not shape then return ngx.exit(404) end
+  ngx.shared.results:incr("requests:" .. name, 1, 0)
   ngx.req.read_body()
   local sock = assert(ngx.req.socket(true))
   for _, piece in ipairs(shape()) do
