@@ -293,14 +293,19 @@ describe("inside nginx #nginx", function()
       return status == 200 and tonumber(n) or 0
     end
 
+    -- a failed call's error: its kind, HTTP status and whether a retry may help
+    local function failed(v, kind, status, retryable)
+      assert.is_false(v.ok)
+      assert.equal(kind, v.err.kind)
+      assert.equal(status, v.err.status)
+      assert.equal(retryable, v.err.retryable)
+      return v.err
+    end
+
     it("does not follow a redirect", function()
       local before = requests_of("redirect")
-      local v = shape("redirect", { retries = 2 })
-      assert.is_false(v.ok)
-      assert.equal("http", v.err.kind)
-      assert.equal(302, v.err.status)
-      assert.is_false(v.err.retryable)
-      assert.matches("redirect", v.err.message, 1, true)
+      local err = failed(shape("redirect", { retries = 2 }), "http", 302, false)
+      assert.matches("redirect", err.message, 1, true)
       assert.equal(before + 1, requests_of("redirect"))
     end)
 
@@ -310,24 +315,14 @@ describe("inside nginx #nginx", function()
       assert.is_true(v.ok, v.err and v.err.text)
       assert.equal(42.5, v.result.accounts[1].balance.amount)
       assert.equal(before + 2, requests_of("busy"))
-      v = shape("busy", { retries = 0 })
-      assert.is_false(v.ok)
-      assert.equal("api", v.err.kind)
-      assert.equal(503, v.err.status)
-      assert.equal("QWPRC-999", v.err.code)
-      assert.is_true(v.err.retryable)
+      assert.equal("QWPRC-999", failed(shape("busy", { retries = 0 }), "api", 503, true).code)
       assert.equal(before + 3, requests_of("busy"))
       assert.is_true(shape("busy", { retries = 0 }).ok)   -- leaves the next one refused again
     end)
 
     it("gives up on 423 after its retries, with QIWI's error", function()
       local before = requests_of("locked")
-      local v = shape("locked", { retries = 1 })
-      assert.is_false(v.ok)
-      assert.equal("api", v.err.kind)
-      assert.equal(423, v.err.status)
-      assert.equal("request.blocked", v.err.code)
-      assert.is_true(v.err.retryable)
+      assert.equal("request.blocked", failed(shape("locked", { retries = 1 }), "api", 423, true).code)
       assert.equal(before + 2, requests_of("locked"))
     end)
 

@@ -295,7 +295,6 @@ const char *qiwi_curl_error_kind(CURLcode rc) {
  * call, for nobody to read. */
 static int wanted_header(const char *name, size_t len) {
   switch (len) {
-    case 8: return memcmp(name, "location", 8) == 0;
     case 11: return memcmp(name, "retry-after", 11) == 0;
     case 12: return memcmp(name, "content-type", 12) == 0;
     default: return 0;
