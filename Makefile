@@ -103,7 +103,7 @@ SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined
 # scanning it at exit ("Tracer caught signal 11", 5 of 37 runs of the secrets
 # child). Without the interception those blocks are not scanned at all, which
 # can only add leak reports (pointers held there look unreferenced), never
-# hide one; 24 runs after the change, no crash.
+# hide one; 44 runs after the change, no crash.
 SAN_ENV   := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:intercept_tls_get_addr=0 \
              UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # The host that runs busted under the sanitizers (see fuzz/lua_host.c).
