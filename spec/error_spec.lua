@@ -63,7 +63,8 @@ describe("errors", function()
     local e = build(401, { errorCode = "auth", userMessage = "Bad\ntoken\r\n" })
     local s = tostring(e)
     assert.is_nil(s:find("[\r\n]"))
-    assert.matches("^api: Bad token", s)
+    -- inner line breaks are escaped, never copied into a log line
+    assert.matches("^api: Bad\\ntoken", s)
     assert.matches("401, POST /sinap/api/v2/terms/99/payments", s, 1, true)
   end)
 

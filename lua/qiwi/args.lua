@@ -104,34 +104,42 @@ function _M.enum_list(v, spec)
   return out
 end
 
-local MAX_KOPECKS = 1000000000000 -- 10 billion roubles: far above any QIWI limit, far below 2^53
+-- 10 billion roubles: far above any QIWI limit, far below 2^53 kopecks, so
+-- that k, k / 100 and k * 100 stay exact on every interpreter.
+local MAX_KOPECKS = 1000000000000
+local MAX_UNITS = MAX_KOPECKS / 100
 
--- Parses an amount into integer minor units (kopecks/cents).
+-- Parses an amount into integer minor units (kopecks/cents). The range is
+-- checked on the value as given, before any arithmetic: an integer times 100
+-- wraps on 5.3+ (math.maxinteger became -100 kopecks), and a float rounds.
 function _M.kopecks(v)
   local k
   if type(v) == "number" then
     if v ~= v or v == math.huge or v == -math.huge then return nil, "must be a finite number" end
     if v <= 0 then return nil, "must be greater than zero" end
-    if v * 100 >= MAX_KOPECKS then return nil, "is too large" end
+    if v >= MAX_UNITS then return nil, "is too large (at most 9999999999.99)" end
     k = floor(v * 100 + 0.5)
     -- 0.1 + 0.2 is 0.30 to a user; 1.005 has a third decimal and is refused.
     -- The tolerance grows with the amount: a double holds ~16 digits.
     if math.abs(v * 100 - k) > math.max(1e-6, k * 4e-15) then
       return nil, "must have at most 2 decimal places"
     end
+    -- 1e-9 passes the decimals test (it is 0.00 to two places) but is no amount
+    if k < 1 then return nil, "must be at least 0.01" end
   elseif type(v) == "string" then
     local int, frac = match(v, "^(%d+)%.?(%d*)$")
     if not int or (frac == "" and find(v, "%.$")) then
       return nil, "must be a decimal number like 100.50"
     end
     if #frac > 2 then return nil, "must have at most 2 decimal places" end
-    if #int > 10 then return nil, "is too large" end
+    int = gsub(int, "^0+(%d)", "%1")
+    if #int > 10 then return nil, "is too large (at most 9999999999.99)" end
     k = tonumber(int) * 100 + (tonumber(frac .. string.rep("0", 2 - #frac)) or 0)
     if k <= 0 then return nil, "must be greater than zero" end
-    if k >= MAX_KOPECKS then return nil, "is too large" end
   else
     return nil, "must be a number or a decimal string"
   end
+  if k >= MAX_KOPECKS then return nil, "is too large (at most 9999999999.99)" end
   return k
 end
 
@@ -153,11 +161,23 @@ function _M.amount(v)
 end
 
 local MSK = 3 * 3600
+-- os.date raises outside the years it can print; these bounds (1900-01-01
+-- and 9999-12-31, UTC) keep every date check a refusal instead.
+local MIN_TIME, MAX_TIME = -2208988800, 253402300799 - MSK
+
+local function os_time_arg(v, min)
+  if not is_integer(v) then return nil end
+  if v < min or v > MAX_TIME then return nil end
+  return v
+end
 
 -- Dates: QIWI's own text (any offset) or os.time() seconds, shown in Moscow time.
+-- Returns the wire text and the date's seconds since the epoch.
 function _M.date(v)
   if type(v) == "number" then
-    if not is_integer(v) or v < 0 then return nil, "must be os.time() seconds or a date string" end
+    if not os_time_arg(v, 0) then
+      return nil, "must be os.time() seconds (0 to year 9999) or a date string"
+    end
     return os.date("!%Y-%m-%dT%H:%M:%S", v + MSK) .. "+03:00", v
   end
   if type(v) ~= "string" then return nil, "must be os.time() seconds or a date string" end
@@ -165,7 +185,8 @@ function _M.date(v)
     match(v, "^(%d%d%d%d)%-(%d%d)%-(%d%d)T(%d%d):(%d%d):(%d%d)([%+%-])(%d%d):(%d%d)$")
   if not y then return nil, "must look like 2017-05-10T00:00:00+03:00" end
   y, mo, d, h, mi, s = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(s)
-  if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or s > 59 then
+  if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or s > 59
+      or tonumber(oh) > 14 or tonumber(om) > 59 then
     return nil, "is not a valid date"
   end
   -- seconds since the epoch, for range checks (days from civil date, proleptic Gregorian)
@@ -180,9 +201,15 @@ function _M.date(v)
   return v, days * 86400 + h * 3600 + mi * 60 + s - offset
 end
 
--- "YYYY-MM-DD" (identification's birthDate) from a string or os.time() seconds.
+-- "YYYY-MM-DD" (identification's birthDate) from a string or os.time() seconds
+-- (negative before 1970: birth dates are).
 function _M.day(v)
-  if type(v) == "number" and is_integer(v) then return os.date("!%Y-%m-%d", v + MSK) end
+  if type(v) == "number" then
+    if not os_time_arg(v, MIN_TIME) then
+      return nil, "must be os.time() seconds (years 1900 to 9999) or look like 1998-02-11"
+    end
+    return os.date("!%Y-%m-%d", v + MSK)
+  end
   if type(v) ~= "string" or not find(v, "^%d%d%d%d%-%d%d%-%d%d$") then
     return nil, "must look like 1998-02-11"
   end
@@ -272,8 +299,8 @@ end
 -- seconds are converted; 13-digit values are taken as milliseconds already.
 function _M.unix_ms(v)
   if type(v) == "string" and not find(v, "^%d+$") then
-    local _, secs = _M.date(v)
-    if not secs then return nil, "must be a date, os.time() seconds or Unix milliseconds" end
+    local text, secs = _M.date(v)
+    if not text or secs < 0 then return nil, "must be a date, os.time() seconds or Unix milliseconds" end
     return format("%.0f", secs * 1000)
   end
   local s, err = _M.digits(v, { max = 13 })
