@@ -54,9 +54,9 @@ describe("client payment ids", function()
   end)
 
   it("are shared by two clients in one process", function()
-    local f = qiwi.fake.new { token = "t", wallet = "79111234567", balance = 100000 }
-    local a = assert(qiwi.new { token = "t", wallet = "79111234567", transport = f:transport() })
-    local b = assert(qiwi.new { token = "t", wallet = "79111234567", transport = f:transport() })
+    local f = qiwi.fake.new { token = "test-token", wallet = "79111234567", balance = 100000 }
+    local a = assert(qiwi.new { token = "test-token", wallet = "79111234567", transport = f:transport() })
+    local b = assert(qiwi.new { token = "test-token", wallet = "79111234567", transport = f:transport() })
     local got = {}
     for i = 1, 20 do
       local c = i % 2 == 0 and a or b

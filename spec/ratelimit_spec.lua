@@ -15,8 +15,8 @@ end
 describe("history rate limit", function()
   it("keeps 150 history calls under the fake's 100-per-minute limit by waiting", function()
     local vt = virtual_time()
-    local f = qiwi.fake.new { token = "t", wallet = "79111234567", clock = vt.clock, history_pages = 1, history_rows = 5 }
-    local c = assert(qiwi.new { token = "t", wallet = "79111234567", transport = f:transport(), retries = 0,
+    local f = qiwi.fake.new { token = "test-token", wallet = "79111234567", clock = vt.clock, history_pages = 1, history_rows = 5 }
+    local c = assert(qiwi.new { token = "test-token", wallet = "79111234567", transport = f:transport(), retries = 0,
                                 history_rate = { clock = vt.clock, sleep = vt.sleep } })
     for i = 1, 150 do
       local page, err = c:history { rows = 5 }
@@ -32,8 +32,8 @@ describe("history rate limit", function()
 
   it("without the limiter the same burst is refused with 423, which is retryable", function()
     local vt = virtual_time()
-    local f = qiwi.fake.new { token = "t", wallet = "79111234567", clock = vt.clock, history_pages = 1, history_rows = 5 }
-    local c = assert(qiwi.new { token = "t", wallet = "79111234567", transport = f:transport(), retries = 0,
+    local f = qiwi.fake.new { token = "test-token", wallet = "79111234567", clock = vt.clock, history_pages = 1, history_rows = 5 }
+    local c = assert(qiwi.new { token = "test-token", wallet = "79111234567", transport = f:transport(), retries = 0,
                                 history_rate = false })
     local first_err
     for _ = 1, 150 do
@@ -50,8 +50,8 @@ describe("history rate limit", function()
 
   it("does not slow down calls that are not history calls", function()
     local vt = virtual_time()
-    local f = qiwi.fake.new { token = "t", wallet = "79111234567", clock = vt.clock }
-    local c = assert(qiwi.new { token = "t", wallet = "79111234567", transport = f:transport(),
+    local f = qiwi.fake.new { token = "test-token", wallet = "79111234567", clock = vt.clock }
+    local c = assert(qiwi.new { token = "test-token", wallet = "79111234567", transport = f:transport(),
                                 history_rate = { limit = 2, clock = vt.clock, sleep = vt.sleep } })
     for _ = 1, 10 do assert.truthy(c:accounts()) end
     assert.equal(0, #vt.slept)
@@ -59,8 +59,8 @@ describe("history rate limit", function()
 
   it("honours a configured limit and window", function()
     local vt = virtual_time()
-    local f = qiwi.fake.new { token = "t", wallet = "79111234567", clock = vt.clock }
-    local c = assert(qiwi.new { token = "t", wallet = "79111234567", transport = f:transport(),
+    local f = qiwi.fake.new { token = "test-token", wallet = "79111234567", clock = vt.clock }
+    local c = assert(qiwi.new { token = "test-token", wallet = "79111234567", transport = f:transport(),
                                 history_rate = { limit = 3, window = 10, clock = vt.clock, sleep = vt.sleep } })
     for _ = 1, 4 do assert.truthy(c:history { rows = 1 }) end
     assert.equal(1, #vt.slept)
@@ -69,7 +69,7 @@ describe("history rate limit", function()
 
   it("refuses malformed settings", function()
     for _, hr in ipairs { "fast", { limit = 0 }, { window = -1 }, { speed = 1 }, { clock = os.time } } do
-      local c, err = qiwi.new { token = "t", history_rate = hr }
+      local c, err = qiwi.new { token = "test-token", history_rate = hr }
       assert.is_nil(c)
       assert.equal("argument", err.kind)
     end

@@ -30,9 +30,9 @@ end
 
 describe("retries", function()
   it("a payment whose answer is lost after the debit is retried with the same id and paid once", function()
-    local f = qiwi.fake.new { token = "t", wallet = WALLET, balance = 1000 }
+    local f = qiwi.fake.new { token = "test-token", wallet = WALLET, balance = 1000 }
     local t = lossy(f, "/payments$", 1)
-    local c = assert(qiwi.new { token = "t", wallet = WALLET, transport = t, retries = 2 })
+    local c = assert(qiwi.new { token = "test-token", wallet = WALLET, transport = t, retries = 2 })
     local res, err = c:transfer { to = "79990001122", amount = 100 }
     assert.is_nil(err)
     assert.is_table(res.transaction)
@@ -47,8 +47,8 @@ describe("retries", function()
   end)
 
   it("with retries = 0 the lost answer is a retryable network error, and a manual retry with the id pays nothing more", function()
-    local f = qiwi.fake.new { token = "t", wallet = WALLET, balance = 1000 }
-    local c = assert(qiwi.new { token = "t", wallet = WALLET, transport = lossy(f, "/payments$", 1), retries = 0 })
+    local f = qiwi.fake.new { token = "test-token", wallet = WALLET, balance = 1000 }
+    local c = assert(qiwi.new { token = "test-token", wallet = WALLET, transport = lossy(f, "/payments$", 1), retries = 0 })
     local res, err = c:transfer { to = "79990001122", amount = 100, id = "1700000000000123" }
     assert.is_nil(res)
     assert.equal("network", err.kind)
@@ -59,9 +59,9 @@ describe("retries", function()
   end)
 
   it("a POST that is not a payment is never retried", function()
-    local f = qiwi.fake.new { token = "t", wallet = WALLET }
+    local f = qiwi.fake.new { token = "test-token", wallet = WALLET }
     local t = lossy(f, "/accounts$", 1)
-    local c = assert(qiwi.new { token = "t", wallet = WALLET, transport = t, retries = 3 })
+    local c = assert(qiwi.new { token = "test-token", wallet = WALLET, transport = t, retries = 3 })
     local res, err = c:create_account("qw_wallet_eur")
     assert.is_nil(res)
     assert.equal("network", err.kind)
@@ -69,10 +69,10 @@ describe("retries", function()
   end)
 
   it("a GET is retried after 503 and 423 answers, up to `retries` times", function()
-    local f = qiwi.fake.new { token = "t", wallet = WALLET }
+    local f = qiwi.fake.new { token = "test-token", wallet = WALLET }
     f:fail_next { status = 503, count = 1 }
     f:fail_next { status = 423, count = 1 }
-    local c = assert(qiwi.new { token = "t", wallet = WALLET, transport = f:transport(), retries = 2 })
+    local c = assert(qiwi.new { token = "test-token", wallet = WALLET, transport = f:transport(), retries = 2 })
     local res, err = c:accounts()
     assert.is_nil(err)
     assert.is_table(res.accounts)
@@ -80,9 +80,9 @@ describe("retries", function()
   end)
 
   it("gives up after `retries` and returns the last error", function()
-    local f = qiwi.fake.new { token = "t", wallet = WALLET }
+    local f = qiwi.fake.new { token = "test-token", wallet = WALLET }
     f:fail_next { status = 500, count = 5 }
-    local c = assert(qiwi.new { token = "t", wallet = WALLET, transport = f:transport(), retries = 1 })
+    local c = assert(qiwi.new { token = "test-token", wallet = WALLET, transport = f:transport(), retries = 1 })
     local res, err = c:accounts()
     assert.is_nil(res)
     assert.equal(500, err.status)
@@ -90,8 +90,8 @@ describe("retries", function()
   end)
 
   it("does not retry what a repeat cannot fix (401, 404, argument errors)", function()
-    local f = qiwi.fake.new { token = "t", wallet = WALLET }
-    local c = assert(qiwi.new { token = "wrong", wallet = WALLET, transport = f:transport(), retries = 3 })
+    local f = qiwi.fake.new { token = "test-token", wallet = WALLET }
+    local c = assert(qiwi.new { token = "wrong-token", wallet = WALLET, transport = f:transport(), retries = 3 })
     local res, err = c:accounts()
     assert.is_nil(res)
     assert.equal(401, err.status)

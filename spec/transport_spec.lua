@@ -134,15 +134,15 @@ describe("qiwi.new", function()
     { "empty token", { token = "" } },
     { "token with a newline", { token = "abc\ndef" } },
     { "token with a space", { token = "abc def" } },
-    { "a malformed wallet", { token = "t", wallet = "12ab" } },
-    { "a short wallet", { token = "t", wallet = "123" } },
-    { "an http base URL", { token = "t", base_url = "http://edge.qiwi.com" } },
-    { "an http base URL to a non-loopback host even when allowed", { token = "t", base_url = "http://10.0.0.1", allow_http = true } },
-    { "a ftp base URL", { token = "t", base_url = "ftp://edge.qiwi.com" } },
-    { "a base URL with a path", { token = "t", base_url = "https://edge.qiwi.com/api" } },
-    { "a negative timeout", { token = "t", timeout = -1 } },
-    { "retries out of range", { token = "t", retries = 11 } },
-    { "an unknown option", { token = "t", colour = "blue" } },
+    { "a malformed wallet", { token = "test-token", wallet = "12ab" } },
+    { "a short wallet", { token = "test-token", wallet = "123" } },
+    { "an http base URL", { token = "test-token", base_url = "http://edge.qiwi.com" } },
+    { "an http base URL to a non-loopback host even when allowed", { token = "test-token", base_url = "http://10.0.0.1", allow_http = true } },
+    { "a ftp base URL", { token = "test-token", base_url = "ftp://edge.qiwi.com" } },
+    { "a base URL with a path", { token = "test-token", base_url = "https://edge.qiwi.com/api" } },
+    { "a negative timeout", { token = "test-token", timeout = -1 } },
+    { "retries out of range", { token = "test-token", retries = 11 } },
+    { "an unknown option", { token = "test-token", colour = "blue" } },
     { "a non-table", "token" },
   }
   for _, case in ipairs(bad) do
@@ -155,12 +155,12 @@ describe("qiwi.new", function()
   end
 
   it("accepts http only for a loopback host with allow_http", function()
-    assert.truthy(qiwi.new { token = "t", base_url = "http://127.0.0.1:8080", allow_http = true })
+    assert.truthy(qiwi.new { token = "test-token", base_url = "http://127.0.0.1:8080", allow_http = true })
   end)
 
   it("strips '+' from the wallet and accepts an integer wallet", function()
-    assert.equal("79111234567", qiwi.new { token = "t", wallet = "+79111234567" }.wallet)
-    assert.equal("79111234567", qiwi.new { token = "t", wallet = 79111234567 }.wallet)
+    assert.equal("79111234567", qiwi.new { token = "test-token", wallet = "+79111234567" }.wallet)
+    assert.equal("79111234567", qiwi.new { token = "test-token", wallet = 79111234567 }.wallet)
   end)
 
   it("has a version string", function()

@@ -114,7 +114,7 @@ local function run_rounds(self, st, jobs, concurrency, budget, done)
       local res = answers and answers[k]
       local v1, v2, err
       if res and res.status then
-        v1, v2 = self:_response(job.row, job.path, res)
+        v1, v2 = self:_response(job.row, job.path, res, job.req.body)
         if v1 == nil then err = v2 end
       else
         err = self:_error { kind = res and res.kind or kind or "network",
@@ -169,11 +169,29 @@ local function arg_error(self, message, row)
                        method = row and row.method, path = row and row.path }
 end
 
--- What kind of call calls[i] is: "row", "accounts", "sequential", or nil, err.
-local function classify(self, call, i)
+local rawlen = rawlen or function(t) return #t end
+local MAX_ARGS = 8 -- more than any method takes
+
+-- A call taken by value: its raw fields in a plain table, so that no
+-- metamethod of the caller's runs and `n` is a count unpack can use.
+local function copy_call(self, call, i)
   if type(call) ~= "table" then
     return nil, arg_error(self, "batch item " .. i .. " must be a table {name, args...}")
   end
+  local n = rawget(call, "n")
+  if n == nil then
+    n = rawlen(call)
+  elseif type(n) ~= "number" or n ~= math.floor(n) or n < 1 or n > MAX_ARGS + 1 then
+    return nil, arg_error(self, "batch item " .. i .. ": n must be the count of the name and its arguments")
+  end
+  if n > MAX_ARGS + 1 then return nil, arg_error(self, "batch item " .. i .. " has too many arguments") end
+  local copy = { n = n }
+  for k = 1, n do copy[k] = rawget(call, k) end
+  return copy
+end
+
+-- What kind of call calls[i] is: "row", "accounts", "sequential", or nil, err.
+local function classify(self, call, i)
   local name = call[1]
   if type(name) ~= "string" then
     return nil, arg_error(self, "batch item " .. i .. " must start with a method name")
@@ -191,7 +209,7 @@ end
 local function null_balance_aliases(res)
   local list = {}
   for _, acc in ipairs(type(res) == "table" and type(res.accounts) == "table" and res.accounts or {}) do
-    if acc.hasBalance == true and (acc.balance == null or acc.balance == nil) and type(acc.alias) == "string" then
+    if type(acc) == "table" and acc.hasBalance == true and (acc.balance == null or acc.balance == nil) and type(acc.alias) == "string" then
       list[#list + 1] = acc
     end
   end
@@ -200,17 +218,17 @@ end
 
 local function merge_balance(acc, again)
   for _, a in ipairs(type(again) == "table" and type(again.accounts) == "table" and again.accounts or {}) do
-    if a.alias == acc.alias and a.balance ~= nil then acc.balance = a.balance end
+    if type(a) == "table" and a.alias == acc.alias and a.balance ~= nil then acc.balance = a.balance end
   end
 end
 
 local function check_opts(self, opts)
   if opts == nil then return DEFAULT_CONCURRENCY end
   if type(opts) ~= "table" then return nil, arg_error(self, "batch options must be a table") end
-  for k in pairs(opts) do
-    if k ~= "concurrency" then return nil, arg_error(self, "batch: unknown option '" .. tostring(k) .. "'") end
+  for k in next, opts do
+    if k ~= "concurrency" then return nil, arg_error(self, "batch: unknown option '" .. client_mod.key_name(k) .. "'") end
   end
-  local c = opts.concurrency
+  local c = rawget(opts, "concurrency")
   if c == nil then return DEFAULT_CONCURRENCY end
   if type(c) ~= "number" or c ~= math.floor(c) or c < 1 or c > 256 then
     return nil, arg_error(self, "batch: concurrency must be an integer from 1 to 256")
@@ -221,7 +239,7 @@ end
 local function sequential(self, calls, kinds, results)
   for i, call in ipairs(calls) do
     if kinds[i] then
-      results[i] = result_of(Client[call[1]](self, unpack(call, 2, call.n or #call)))
+      results[i] = result_of(Client[call[1]](self, unpack(call, 2, call.n)))
     end
   end
   return results
@@ -233,10 +251,16 @@ function _M.run(self, calls, opts)
   if type(calls) ~= "table" then return nil, arg_error(self, "batch takes a list of calls") end
   local concurrency, oerr = check_opts(self, opts)
   if not concurrency then return nil, oerr end
-  local n = #calls
-  local results, kinds = {}, {}
+  local n = rawlen(calls)
+  local results, kinds, given = {}, {}, calls
+  calls = {}
   for i = 1, n do
-    local kind, err = classify(self, calls[i], i)
+    local call, err = copy_call(self, rawget(given, i), i)
+    local kind
+    if call then
+      calls[i] = call
+      kind, err = classify(self, call, i)
+    end
     if kind then kinds[i] = kind else results[i] = result_of(nil, err) end
   end
   if self._opts.transport or in_nginx then return sequential(self, calls, kinds, results) end
@@ -258,7 +282,7 @@ function _M.run(self, calls, opts)
       local call = calls[i]
       local name = call[1]
       local row = endpoints[name]
-      local job, err = prepare(self, st, row, name, call, call.n or #call)
+      local job, err = prepare(self, st, row, name, call, call.n)
       if job then
         job.i = i
         job.accounts = kind == "accounts"
@@ -312,7 +336,7 @@ function _M.run(self, calls, opts)
   for i = 1, n do
     if kinds[i] == "sequential" then
       local call = calls[i]
-      results[i] = result_of(Client[call[1]](self, unpack(call, 2, call.n or #call)))
+      results[i] = result_of(Client[call[1]](self, unpack(call, 2, call.n)))
     end
   end
   return results

@@ -5,6 +5,7 @@ local args = require "qiwi.args"
 local qerror = require "qiwi.error"
 local endpoints = require "qiwi.endpoints"
 local ratelimit = require "qiwi.ratelimit"
+local payment_check = require "qiwi.payment_check"
 local curl_request = require("qiwi.transport.curl").request
 
 local json_encode, json_decode, null = core.json_encode, core.json_decode, core.null
@@ -113,6 +114,10 @@ local function check_transport(t)
   return t
 end
 
+-- The shortest token or P2P key taken. QIWI's tokens have 32 characters;
+-- 8 keeps test tokens such as the fake's "test-token" usable.
+local MIN_SECRET = 8
+
 -- Checks the options of qiwi.new; returns a normalised copy or nil, reason.
 local function check_options(opts)
   if type(opts) ~= "table" then return nil, "options must be a table" end
@@ -127,11 +132,16 @@ local function check_options(opts)
   local o = {}
   if type(opts.token) ~= "string" or opts.token == "" then return nil, "token is required (a string)" end
   if find(opts.token, "[%z\1-\32\127]") then return nil, "token must not contain spaces or control characters" end
+  -- every error text is scrubbed of the token: a token of a letter or two
+  -- would be scrubbed out of ordinary words ("mus*** con***ain")
+  if #opts.token < MIN_SECRET then
+    return nil, format("token is too short to be a QIWI API token (at least %d characters; QIWI's have 32)", MIN_SECRET)
+  end
   o.token = opts.token
   if opts.p2p_secret_key ~= nil then
-    if type(opts.p2p_secret_key) ~= "string" or opts.p2p_secret_key == ""
+    if type(opts.p2p_secret_key) ~= "string" or #opts.p2p_secret_key < MIN_SECRET
         or find(opts.p2p_secret_key, "[%z\1-\32\127]") then
-      return nil, "p2p_secret_key must be a non-empty string without spaces or control characters"
+      return nil, format("p2p_secret_key must be a string of at least %d characters without spaces or control characters", MIN_SECRET)
     end
     o.p2p_secret_key = opts.p2p_secret_key
   end
@@ -328,9 +338,10 @@ local generators = {
       math.randomseed(math.floor(core.now_ms()) % 2147483647 + core.getpid())
       random_seeded = true
     end
+    -- 16-bit pieces: Lua 5.1's math.random refuses an interval past INT_MAX
     local r = math.random
-    return format("%08x-%04x-4%03x-%04x-%06x%06x", r(0, 0xffffffff), r(0, 0xffff), r(0, 0xfff),
-                  0x8000 + r(0, 0x3fff), r(0, 0xffffff), r(0, 0xffffff))
+    return format("%04x%04x-%04x-4%03x-%04x-%04x%04x%04x", r(0, 0xffff), r(0, 0xffff), r(0, 0xffff),
+                  r(0, 0xfff), 0x8000 + r(0, 0x3fff), r(0, 0xffff), r(0, 0xffff), r(0, 0xffff))
   end,
 }
 
@@ -555,7 +566,7 @@ function Client:_send(row, path, query, body, url)
       err = self:_error { kind = v or "network", message = h or "transport failed",
                           method = row.method, path = path }
     else
-      local result, rerr = self:_answer(row, path, status, h, v, dec)
+      local result, rerr = self:_answer(row, path, status, h, v, dec, body)
       if result ~= nil then return result, rerr end
       err = rerr
       delay = retry_after_seconds(h)
@@ -570,15 +581,16 @@ function Client:_send(row, path, query, body, url)
 end
 
 -- Interprets a transport response table (status, headers, and data when
--- decoded, or body and decode_error).
-function Client:_response(row, path, res)
-  if res.decoded then return self:_answer(row, path, res.status, res.headers, res.data, true) end
-  return self:_answer(row, path, res.status, res.headers, res.body, res.decode_error)
+-- decoded, or body and decode_error); sent: the request body.
+function Client:_response(row, path, res, sent)
+  if res.decoded then return self:_answer(row, path, res.status, res.headers, res.data, true, sent) end
+  return self:_answer(row, path, res.status, res.headers, res.body, res.decode_error, sent)
 end
 
 -- Interprets an answer: dec is true when v is the decoded body, a string
--- when v is a body that failed to decode, nil when v is a body not decoded.
-function Client:_answer(row, path, status, headers, v, dec)
+-- when v is a body that failed to decode, nil when v is a body not decoded;
+-- sent is the request body (a payment's answer is checked against it).
+function Client:_answer(row, path, status, headers, v, dec, sent)
   headers = headers or NO_HEADERS
   local data, derr, body
   if dec == true then
@@ -599,7 +611,10 @@ function Client:_answer(row, path, status, headers, v, dec)
       return nil, self:_error { kind = "decode", status = status, message = derr,
                                 method = row.method, path = path }
     end
-    if data ~= nil then return data end
+    if data ~= nil then
+      if row.payment and sent then return self:_checked_payment(row, path, status, data, sent) end
+      return data
+    end
     -- QIWI answers some successes with no body at all, 200 with a JSON
     -- content type included (reject_bill, set_default_account); a body cut
     -- short on the way is caught by the transport's framing, not here
@@ -609,6 +624,21 @@ function Client:_answer(row, path, status, headers, v, dec)
   end
   local f = qerror.from_response(status, data, row.method, path, retry_after_seconds(headers))
   return nil, self:_error(f)
+end
+
+-- A payment's answer is the payment asked for, or the earlier payment that
+-- QIWI answers a reused id with (see qiwi.payment_check).
+function Client:_checked_payment(row, path, status, data, sent)
+  local provider = path:match("/terms/(%d+)/")
+  local diff = payment_check.mismatch(provider, sent, data)
+  if diff then
+    return nil, self:_error { kind = "api", code = payment_check.CODE, status = status, method = row.method,
+      path = path, retryable = false, payment = data,
+      message = "the payment id was used before for another payment: QIWI answered that one (" .. diff
+        .. "); nothing new was paid" }
+  end
+  payment_check.note(self.wallet, data)
+  return data
 end
 
 -- The wire form of a call of `row`, checked but not sent: path, query, body

@@ -16,9 +16,15 @@ end
 function _M.payment_form_url(o)
   if o == nil then o = {} end
   if type(o) ~= "table" then return fail("options must be a table") end
-  for k in pairs(o) do
-    if not KNOWN[k] then return fail("unknown option '" .. tostring(k) .. "'") end
+  -- taken by value with next: no metamethod of the caller's table runs
+  local copy = {}
+  for k, v in next, o do
+    if not KNOWN[k] then
+      return fail("unknown option '" .. (type(k) == "string" and k or "<" .. type(k) .. ">") .. "'")
+    end
+    copy[k] = v
   end
+  o = copy
   local provider, err = args.digits(o.provider or 99, { max = 10 })
   if not provider then return fail("provider " .. err) end
   local e = args.escape
@@ -47,7 +53,10 @@ function _M.payment_form_url(o)
   if o.blocked ~= nil then
     local list = type(o.blocked) == "string" and { o.blocked } or o.blocked
     if type(list) ~= "table" then return fail("blocked must be a list of sum, account, comment") end
-    for i, name in ipairs(list) do
+    local n = (rawlen or function(t) return #t end)(list)
+    if n > 3 then return fail("blocked must be a list of sum, account, comment") end
+    for i = 1, n do
+      local name = rawget(list, i)
       if not BLOCKABLE[name] then return fail("blocked must be a list of sum, account, comment") end
       q[#q + 1] = e(string.format("blocked[%d]", i - 1)) .. "=" .. name
     end

@@ -6,7 +6,15 @@ local _M = {
   _VERSION = "qiwi " .. client.VERSION,
   null = core.null,
   array_mt = core.array_mt,
-  json = { decode = core.json_decode, encode = core.json_encode },
+  -- decode(non-string) is nil, err like any other bad input; the core's
+  -- own function raises for it, as a C function checking its argument does
+  json = {
+    decode = function(s)
+      if type(s) ~= "string" then return nil, "json.decode takes a string, got " .. type(s) end
+      return core.json_decode(s)
+    end,
+    encode = core.json_encode,
+  },
   error = require("qiwi.error").mt,
   new = client.new,
   payment_form_url = require("qiwi.forms").payment_form_url,
