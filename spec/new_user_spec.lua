@@ -69,7 +69,7 @@ backends.each(function(make)
       end)
     end
 
-    it("blocked outgoing payments are not explained as identification", function()
+    it("restricted outgoing payments: message and user_message say the same thing", function()
       local c = b:client()
       b:call("set_restricted", true)
       local _, err = c:transfer { to = "79990001122", amount = 10 }

@@ -818,6 +818,11 @@ local function check_common(self, o)
     ok, err = args.digits(o.id, { max = 20 })
     if not ok then return arg_error(self, "id " .. err) end
   end
+  -- before any lookup goes out (the wallet from profile, for one)
+  if o.comment ~= nil then
+    ok, err = args.string(o.comment, { max = 500, empty = true })
+    if not ok then return arg_error(self, "comment " .. err) end
+  end
   return true
 end
 
@@ -1022,7 +1027,7 @@ function Client:buy_master_package(o)
   o, err = options(self, "buy_master_package", o or {}, { amount = true, id = true, comment = true }, PAY_PATH)
   if not o then return nil, err end
   local amount = o.amount or 2999
-  local ok, cerr = check_common(self, { amount = amount, id = o.id })
+  local ok, cerr = check_common(self, { amount = amount, id = o.id, comment = o.comment })
   if not ok then return nil, cerr end
   local w, werr = self:_wallet()
   if not w then return nil, werr end

@@ -12,6 +12,10 @@
 --   local status, headers, body = f:handle { method = "GET", path = "/…", query = "…",
 --                                            headers = { authorization = "Bearer test-token" } }
 --   local client = qiwi.new { token = "test-token", transport = f:transport() }
+--   -- or transport = f: the fake answers f:request(req) as its transport would
+--
+-- handle() never raises: a request that is none (not a table, a field of the
+-- wrong type, headers that are not name -> string) is answered 400.
 --
 -- Options of fake.new (all optional):
 --   token            accepted bearer token ("test-token")
@@ -276,16 +280,36 @@ end
 ---------------------------------------------------------------------------
 -- Request handling
 
+-- The request's headers as name -> value (lower-case names), or nil and a
+-- reason when they are not headers: a header table maps names to strings or
+-- numbers (a list of them for a repeated header), or holds "Name: value" lines.
 local function header_table(h)
   local t = {}
-  for k, v in pairs(h or {}) do
-    if type(k) == "number" and type(v) == "string" then
+  if h == nil or h == json.null then return t end
+  if type(h) ~= "table" then return nil, "headers must be a table, got " .. type(h) end
+  for k, v in pairs(h) do
+    if type(k) == "number" then
       -- "Name: value" lines, as a transport would carry them
+      if type(v) ~= "string" then return nil, "header line " .. tostring(k) .. " is not a string" end
       local name, value = v:match("^([^:]+):%s*(.-)%s*$")
       if name then t[lower(name)] = value end
     elseif type(k) == "string" then
-      if type(v) == "table" then v = table.concat(v, ", ") end
+      if type(v) == "table" then
+        local parts = {}
+        for i = 1, #v do
+          local item = rawget(v, i)
+          if type(item) ~= "string" and type(item) ~= "number" then
+            return nil, "header " .. k .. " has a value that is not a string"
+          end
+          parts[i] = tostring(item)
+        end
+        v = table.concat(parts, ", ")
+      elseif type(v) ~= "string" and type(v) ~= "number" then
+        return nil, "header " .. k .. " is a " .. type(v) .. ", not a string"
+      end
       t[lower(k)] = tostring(v)
+    else
+      return nil, "header names must be strings, got " .. type(k)
     end
   end
   return t
@@ -489,28 +513,58 @@ function Fake:_serve(req, entry)
   })
 end
 
+-- The request handle() was given, checked: method, path, query, headers,
+-- body as the fake serves them, or nil and why it is no request at all.
+local function request_fields(req)
+  if type(req) ~= "table" then return nil, "the request must be a table, got " .. type(req) end
+  local method, path, query, body = req.method, req.path, req.query, req.body
+  if method == nil or method == json.null then method = "GET" end
+  if type(method) ~= "string" then return nil, "method must be a string, got " .. type(method) end
+  if path == nil or path == json.null then path = "/" end
+  if type(path) ~= "string" then return nil, "path must be a string, got " .. type(path) end
+  if query == nil or query == json.null then query = "" end
+  if type(query) ~= "string" then return nil, "query must be a string, got " .. type(query) end
+  if body == json.null then body = nil end
+  if body ~= nil and type(body) ~= "string" then return nil, "body must be a string, got " .. type(body) end
+  local headers, herr = header_table(req.headers)
+  if not headers then return nil, herr end
+  return { method = method:upper(), path = path, query = query, headers = headers, body = body,
+           connection = req.connection }
+end
+
 -- Answers one request. req: method, path, query (raw, without '?'),
 -- headers (name -> value; names in any case), body (raw string or nil).
 -- Returns status, headers (lower-case names), body ("" when none).
+-- A request that is not one (not a table, a field of the wrong type) is
+-- answered 400, as a server answers bytes that are not HTTP; it never raises.
 function Fake:handle(req)
-  req = req or {}
-  local method = tostring(req.method or "GET"):upper()
-  local path = tostring(req.path or "/")
-  local query = req.query
-  if query == nil or query == json.null then query = "" end
+  local ok, r, why = pcall(request_fields, req)
+  if not ok then r, why = nil, "unreadable request: " .. tostring(r) end
+  if not r then
+    -- no fault or delay of an earlier request may hang on to this answer
+    self.last_delay_ms = self.delay_ms or 0
+    self.last_fault = nil
+    local method = type(req) == "table" and rawget(req, "method")
+    local path = type(req) == "table" and rawget(req, "path")
+    self.requests[#self.requests + 1] = {
+      method = type(method) == "string" and method:upper() or "?",
+      path = type(path) == "string" and path or "?",
+      query = "", headers = {}, params = {}, malformed = why, status = 400,
+    }
+    local status, h, b = H.bad(self, "edge", "malformed request: " .. why)
+    return status, h, b
+  end
+  local method, path, query, headers, body = r.method, r.path, r.query, r.headers, r.body
   local qpos = find(path, "?", 1, true)
   if qpos then
     if query == "" then query = sub(path, qpos + 1) end
     path = sub(path, 1, qpos - 1)
   end
   if path == "" then path = "/" end
-  local headers = header_table(req.headers)
-  local body = req.body
-  if body == json.null then body = nil end
 
   local entry = {
     method = method, path = path, query = query, headers = headers, body = body,
-    params = U.parse_query(query) or {}, connection = req.connection,
+    params = U.parse_query(query) or {}, connection = r.connection,
   }
   if body and body ~= "" then entry.json = json.decode(body) end
   self.requests[#self.requests + 1] = entry
@@ -518,8 +572,8 @@ function Fake:handle(req)
   self.last_delay_ms = self.delay_ms or 0
   self.last_fault = nil
   local n = { method = method, path = path, query = query, headers = headers, body = body }
-  local ok, status, h, b = pcall(self._dispatch, self, n, entry)
-  if not ok then
+  local dok, status, h, b = pcall(self._dispatch, self, n, entry)
+  if not dok then
     self.errors[#self.errors + 1] = tostring(status)
     status, h, b = H.err(self, 500, "edge", "internal.error", "Внутренняя ошибка",
       "qiwi.fake bug: " .. tostring(status))
@@ -531,45 +585,60 @@ end
 ---------------------------------------------------------------------------
 -- In-process transport
 
--- An object for the client's `transport` option: t:request{method=, url=,
--- headers={"Name: value", …}, body=} -> {status=, headers=, body=}, or nil,
--- kind, message where a real transport would have no answer: an injected
--- drop, reset or truncation (fail_next), or a delay longer than req.timeout
--- (only when a `sleep` option was given).
+-- What a transport answers for req{method=, url=, headers={"Name: value", …},
+-- body=, timeout=}: {status=, headers=, body=}, or nil, kind, message where
+-- a real transport would have no answer: an injected drop, reset or
+-- truncation (fail_next), or a delay longer than req.timeout (only when a
+-- `sleep` option was given). A request that is not one gets handle()'s 400.
+local function transport_request(f, req)
+  local ok, url, timeout = pcall(function() return req.url, req.timeout end)
+  if not ok or type(req) ~= "table" then
+    local status, headers, body = f:handle(req)
+    return { status = status, headers = headers, body = body }
+  end
+  local u = U.parse_url(url)
+  if not u then return nil, "network", "qiwi.fake: cannot parse URL " .. tostring(url) end
+  local status, headers, body = f:handle {
+    method = req.method, path = u.path, query = u.query, headers = req.headers, body = req.body,
+  }
+  local fault = f.last_fault
+  local delay = ((f.last_delay_ms or 0) + (fault and fault.stall_ms or 0)) / 1000
+  local sleep = f.opts.sleep
+  if delay > 0 and sleep then
+    local limit = tonumber(timeout)
+    if limit and delay > limit then
+      sleep(limit)
+      return nil, "timeout", "qiwi.fake: no answer within " .. limit .. " s"
+    end
+    sleep(delay)
+  end
+  if fault and fault.reset then
+    return nil, "network", "qiwi.fake: connection reset by peer (fail_next reset)"
+  end
+  if fault and fault.drop or status == 444 and headers["x-fake-drop"] then
+    return nil, "network", "qiwi.fake: connection dropped (fail_next drop)"
+  end
+  if fault and fault.truncate and fault.truncate < #body then
+    return nil, "network", format("qiwi.fake: answer truncated after %d of %d bytes (fail_next truncate)",
+                                  fault.truncate, #body)
+  end
+  return { status = status, headers = headers, body = body }
+end
+
+-- An object for the client's `transport` option, answering t:request(req)
+-- as described above.
 function Fake:transport()
   local f = self
   local t = {}
-  function t.request(_, req)
-    local u = U.parse_url(req.url)
-    if not u then return nil, "network", "qiwi.fake: cannot parse URL " .. tostring(req.url) end
-    local status, headers, body = f:handle {
-      method = req.method, path = u.path, query = u.query, headers = req.headers, body = req.body,
-    }
-    local fault = f.last_fault
-    local delay = ((f.last_delay_ms or 0) + (fault and fault.stall_ms or 0)) / 1000
-    local sleep = f.opts.sleep
-    if delay > 0 and sleep then
-      local limit = tonumber(req.timeout)
-      if limit and delay > limit then
-        sleep(limit)
-        return nil, "timeout", "qiwi.fake: no answer within " .. limit .. " s"
-      end
-      sleep(delay)
-    end
-    if fault and fault.reset then
-      return nil, "network", "qiwi.fake: connection reset by peer (fail_next reset)"
-    end
-    if fault and fault.drop or status == 444 and headers["x-fake-drop"] then
-      return nil, "network", "qiwi.fake: connection dropped (fail_next drop)"
-    end
-    if fault and fault.truncate and fault.truncate < #body then
-      return nil, "network", format("qiwi.fake: answer truncated after %d of %d bytes (fail_next truncate)",
-                                    fault.truncate, #body)
-    end
-    return { status = status, headers = headers, body = body }
-  end
+  function t.request(_, req) return transport_request(f, req) end
   function t.close() end
   return t
+end
+
+-- The fake is a transport itself: qiwi.new{transport = f} works like
+-- qiwi.new{transport = f:transport()}.
+function Fake:request(req)
+  return transport_request(self, req)
 end
 
 ---------------------------------------------------------------------------

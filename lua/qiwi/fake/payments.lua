@@ -5,8 +5,12 @@
 -- The sinap service answers errors as {"code":"QWPRC-<n>","message":…}. <n>
 -- is the docs' payment error code where one fits (4 bad account, 5 no such
 -- number, 220 not enough funds, 241 amount under 1 ruble, 303 bad phone,
--- 319 payments blocked, 166 wallet status too low); 400 marks a malformed
--- request, a case the docs give no code for.
+-- 319 outgoing payments restricted, 166 wallet status too low); 400 marks a
+-- malformed request, a case the docs give no code for. The docs have no code
+-- of their own for the OUTGOING_PAYMENTS restriction: the fake answers it
+-- with 319 and the docs' own text for 319 (wallet status does not allow the
+-- payment), so that the English text a client shows for the code and the
+-- Russian one here say the same thing.
 
 return function(H)
   local json, U, C = H.json, H.U, H.C
@@ -15,6 +19,7 @@ return function(H)
   local SINAP = "sinap"
 
   local function e400(code, msg) return H.sinap_err(400, code, msg) end
+  local RESTRICTED_TEXT = "Ваш статус кошелька не позволяет совершить платеж. Повысьте статус кошелька: укажите паспортные данные."
 
   -- "+7…" or digits of a wallet / phone number in international format.
   local function wallet_number(s)
@@ -304,7 +309,7 @@ return function(H)
         local code, msg = fn(f, fields, provider, k, b)
         if code then return e400(code, msg) end
       end
-      if st.restricted then return e400(319, "Исходящие платежи заблокированы") end
+      if st.restricted then return e400(319, RESTRICTED_TEXT) end
       if LOW[st.ident.level] and OUTSIDE[kind] then
         return e400(166, "Ваш статус кошелька не позволяет совершить платеж. Повысьте статус кошелька.")
       end
@@ -420,7 +425,7 @@ return function(H)
       if card ~= fields.cardNumber or fields.account ~= U.mask_card(card) then
         return e400(400, "fields.account and fields.ev_account1 must come from the preparation request for this card")
       end
-      if st.restricted then return e400(319, "Исходящие платежи заблокированы") end
+      if st.restricted then return e400(319, RESTRICTED_TEXT) end
       local acc = H.account(f, 398)
       if not acc or acc.kopecks < k then return e400(220, "Недостаточно средств. Пополните кошелек") end
       acc.kopecks = acc.kopecks - k
