@@ -68,26 +68,32 @@ demo: deps
 
 # The suite under each interpreter against its own build of the core, then
 # the specs tagged nginx once: what they test runs in nginx's LuaJIT (with
-# build/luajit's core) whatever Lua drives them. Every run goes to the end;
-# the summary gives each run's counts and the total.
+# build/luajit's core) whatever Lua drives them; then ci-extra's runs (the
+# suite under the sanitizers, a short fuzz run of each target). Every run
+# goes to the end, each into build/test/<run>.log and <run>.rc. The summary
+# gives one line per run, and its last line, the only one of the form
+# "N passed, N failed", is the result of the whole of it; make test fails
+# when any run did.
 test: deps
 	@for l in $(LUAS); do $(MAKE) --no-print-directory all LUA=$$l || exit 1; done
-	@mkdir -p build/test; failed=; \
+	@rm -rf build/test; mkdir -p build/test; \
 	run() { name=$$1; shift; echo "== $$name: $$*"; \
-	  { "$$@"; echo $$? >build/test/$$name.rc; } 2>&1 | tee build/test/$$name.log; \
-	  [ "$$(cat build/test/$$name.rc)" = 0 ] || failed="$$failed $$name"; }; \
+	  { "$$@"; echo $$? >build/test/$$name.rc; } 2>&1 | tee build/test/$$name.log; }; \
 	for l in $(LUAS); do \
 	  run $$l $$l /usr/bin/busted --run=default --cpath="build/$$l/?.so" --exclude-tags=nginx; \
 	done; \
-	run nginx lua5.4 /usr/bin/busted --run=default --cpath="build/lua5.4/?.so" --tags=nginx; \
-	echo "== summary"; \
-	for n in $(LUAS) nginx; do \
-	  printf '%-7s %s\n' $$n "$$(grep -E '^[0-9]+ successes /' build/test/$$n.log | tail -1)"; \
-	done; \
-	awk '/^[0-9]+ successes \// { p += $$1; f += $$4 + $$7 } END { printf "%d passed, %d failed\n", p, f }' \
-	  $(LUAS:%=build/test/%.log) build/test/nginx.log; \
-	if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
-	@$(MAKE) --no-print-directory ci-extra CI_LOGS="$(LUAS:%=build/test/%.log) build/test/nginx.log"
+	run nginx lua5.4 /usr/bin/busted --run=default --cpath="build/lua5.4/?.so" --tags=nginx
+	@$(MAKE) --no-print-directory ci-extra CI_SUMMARY=no
+	@$(call TEST_SUMMARY,$(LUAS) nginx sanitize)
+
+# examples/openresty in the foreground against the fake QIWI, from a new
+# temporary prefix (pid, logs, temp files); Ctrl-C stops it. Its README says
+# more; EXAMPLE_PORT (8080) and EXAMPLE_FAKE_PORT pick the ports.
+openresty-example: deps
+	@$(MAKE) --no-print-directory all LUA=luajit
+	@examples/openresty/run
+
+.PHONY: openresty-example
 
 lint:
 	luacheck lua spec examples
@@ -158,25 +164,47 @@ fuzz:
 	done
 
 # What `make test` adds after the interpreters: the suite under the
-# sanitizers and a short fuzz run of each target. Its last line counts the
-# sanitizer run together with the runs logged in CI_LOGS (make test's).
+# sanitizers and a short fuzz run of each target, each logged into
+# build/test/ like make test's runs. On its own it ends with the summary of
+# these runs; make test passes CI_SUMMARY=no and gives one summary for all.
 CI_FUZZ_SECONDS ?= 25
-CI_LOGS ?=
+CI_SUMMARY ?= yes
 ci-extra:
-	@mkdir -p build/test; \
+	@mkdir -p build/test; rm -f build/test/sanitize.* build/test/fuzz.rc $(FUZZ_TARGETS:%=build/fuzz/%.log); \
 	echo "== sanitize: the suite against the ASan+UBSan core"; \
 	{ $(MAKE) --no-print-directory sanitize; echo $$? >build/test/sanitize.rc; } 2>&1 | tee build/test/sanitize.log; \
-	fuzz_rc=0; $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS) || fuzz_rc=1; \
-	echo "== ci-extra summary"; \
-	printf '%-9s %s\n' sanitize "$$(grep -E '^[0-9]+ successes /' build/test/sanitize.log | tail -1)"; \
-	for t in $(FUZZ_TARGETS); do \
-	  printf '%-9s %s runs, %s\n' "fuzz $$t" \
-	    "$$(sed -n 's/^stat::number_of_executed_units: *//p' build/fuzz/$$t.log)" \
-	    "$$(grep -q 'ERROR: libFuzzer\|SUMMARY: ' build/fuzz/$$t.log && echo FAILED || echo no finding)"; \
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS); echo $$? >build/test/fuzz.rc
+	@$(if $(filter no,$(CI_SUMMARY)),:,$(call TEST_SUMMARY,sanitize))
+
+# The summary of the runs named in $(1) (build/test/<run>.log and .rc) and of
+# the fuzz run, then the total and make's exit status. A run's line is
+# busted's own count line; a run that failed without counting a failure
+# (it crashed, or a sanitizer reported at exit) counts as one failed, and so
+# does each fuzz target with a finding (or the fuzz run, when it failed
+# otherwise), so that "0 failed" means success.
+# No line but the last starts with a number.
+TEST_SUMMARY = echo "== summary"; passed=0; failed=0; \
+	for n in $(1); do \
+	  line=$$(grep -aE '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / ' build/test/$$n.log 2>/dev/null | tail -1); \
+	  rc=$$(cat build/test/$$n.rc 2>/dev/null || echo unknown); \
+	  set -- $$line; p=$${1:-0}; f=$$(( $${4:-0} + $${7:-0} )); \
+	  if [ "$$rc" != 0 ] && [ $$f = 0 ]; then f=1; line="$${line:-no count from busted}; exit status $$rc, counted as 1 failed"; fi; \
+	  passed=$$((passed + p)); failed=$$((failed + f)); \
+	  printf '%-13s %s\n' $$n "$$line"; \
 	done; \
-	awk '/^[0-9]+ successes \// { p += $$1; f += $$4 + $$7 } END { printf "%d passed, %d failed\n", p, f }' \
-	  $(CI_LOGS) build/test/sanitize.log; \
-	[ "$$(cat build/test/sanitize.rc)" = 0 ] && [ $$fuzz_rc = 0 ]
+	frc=$$(cat build/test/fuzz.rc 2>/dev/null || echo unknown); found=0; \
+	for t in $(FUZZ_TARGETS); do \
+	  log=build/fuzz/$$t.log; \
+	  if [ ! -f $$log ]; then state="not run"; \
+	  elif grep -qa 'ERROR: libFuzzer\|SUMMARY: \|^==[0-9]*==ERROR' $$log; then \
+	    state="FINDING, counted as 1 failed (see $$log)"; found=$$((found + 1)); \
+	  else state="$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log | tail -1) runs, no finding"; fi; \
+	  printf '%-13s %s\n' "fuzz $$t" "$$state"; \
+	done; \
+	if [ "$$frc" != 0 ] && [ $$found = 0 ]; then found=1; printf '%-13s %s\n' fuzz "exit status $$frc, counted as 1 failed"; fi; \
+	failed=$$((failed + found)); \
+	echo "$$passed passed, $$failed failed"; \
+	[ $$failed = 0 ]
 
 clean:
 	rm -rf build

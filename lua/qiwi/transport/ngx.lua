@@ -10,6 +10,14 @@
 -- here and calls fail with an argument error instead of trusting something
 -- else than asked. nginx's resolver ignores /etc/hosts: `resolve` maps a
 -- name to an address while the certificate is still checked for the name.
+--
+-- Names: a cosocket resolves a host name with nginx's `resolver`, bounded
+-- by `resolver_timeout` (30 s by default, queries resent every 5 s), not by
+-- the socket's timeout; an unreachable resolver used to hold a call that
+-- long and end in "could not be resolved (110: Operation timed out)". So a
+-- connect to a name runs in a light thread raced against connect_timeout,
+-- and a lookup that loses (or fails) says that nginx's `resolver` is the
+-- likely cause and what to set instead.
 local core = require "qiwi.core"
 
 local ngx = ngx
@@ -17,7 +25,10 @@ local tcp = ngx.socket.tcp
 local concat, lower, find, format = table.concat, string.lower, string.find, string.format
 local tonumber, tostring, ipairs, setmetatable = tonumber, tostring, ipairs, setmetatable
 local floor, min, max = math.floor, math.min, math.max
+local pcall, co_status = pcall, coroutine.status
 local monotonic = core.monotonic
+local threads = ngx.thread
+local udp = ngx.socket.udp
 
 local _M = {}
 local mt = { __index = _M }
@@ -69,6 +80,8 @@ local function parse_url(self, url)
     local addr = self.resolve[key] or host
     t = {
       scheme = scheme, host = host, port = port, addr = addr,
+      -- an address (v4, v6, unix:) goes straight to connect, a name through nginx's resolver
+      named = not (find(addr, "^%d+%.%d+%.%d+%.%d+$") or find(addr, ":", 1, true)),
       host_header = default_port and host or key,
       -- The pool is per scheme, address and TLS name: a connection verified
       -- for one name must never serve another.
@@ -183,20 +196,131 @@ local function read_body(self, sock, status, headers, method, deadline)
   end
 end
 
+-- What the resolver advice says about where the time limit came from.
+local function budget_text(self, budget_ms)
+  if budget_ms < floor(self.connect_timeout * 1000) then
+    return format("within the %g s left of the call's timeout", floor(budget_ms / 100 + 0.5) / 10)
+  end
+  return format("within connect_timeout (%g s)", self.connect_timeout)
+end
+
+-- The message for a name nginx's resolver did not resolve: the likely cause
+-- and both ways out. `why` is nginx's own reason or how long we waited.
+local function unresolved(t, why)
+  local cause = "most likely the DNS server it names is unreachable or refuses queries"
+    .. " (nginx's error log says which)"
+  if find(why, "^%(3: ") or find(why, "to a address", 1, true) then
+    cause = "the DNS server it names has no IPv4 address for that name (is the host of base_url right?)"
+  end
+  return format("connect to %s:%d failed: \"%s\" could not be resolved by nginx's `resolver` %s; %s:"
+    .. " point `resolver` at a reachable DNS server, or pin the address with the client's"
+    .. " resolve = {[\"%s\"] = \"<ip>\"}", t.host, t.port, t.addr, why, cause, t.addr)
+end
+
+-- An error of sock:connect as kind, message.
+local function connect_error(t, err)
+  err = tostring(err)
+  if find(err, "no resolver defined", 1, true) then
+    return "network", format("connect to %s:%d failed: %s; nginx resolves names only with its `resolver`"
+      .. " directive (it reads neither /etc/hosts nor /etc/resolv.conf): add `resolver` with a reachable"
+      .. " DNS server, or pin the address with the client's resolve = {[\"%s\"] = \"<ip>\"}",
+      t.host, t.port, err, t.addr)
+  end
+  local reason = err:match("could not be resolved (%b())$")
+  if not reason and (err == "name cannot be resolved to a address" or err == "resolver not working") then
+    reason = "(" .. err .. ")"
+  end
+  if reason then return "network", unresolved(t, reason) end
+  return kind_of(err), "connect to " .. t.host .. ":" .. t.port .. " failed: " .. err
+end
+
+local LATE = {}
+
+-- Whether a light thread has returned already (and waits to be collected):
+-- one waiting on I/O counts as "running" for lua-nginx-module.
+local function finished(th)
+  local st = co_status(th)
+  return st == "zombie" or st == "dead"
+end
+
+local function connect_thread(sock, addr, port, opts)
+  return sock:connect(addr, port, opts)
+end
+
+local function late(seconds)
+  ngx.sleep(seconds)
+  return LATE
+end
+
+-- After a connect to a name ran out of time: whether nginx's resolver has
+-- the name now. A name it resolved is in its cache and a lookup of it
+-- completes at once; one still being asked (or failing) does not.
+local function resolved_now(t)
+  local ok, probe = pcall(udp)
+  if not ok or not probe then return false end
+  local th
+  ok, th = pcall(threads.spawn, function() return probe:setpeername(t.addr, t.port) end)
+  if not ok then return false end
+  if not finished(th) then
+    threads.kill(th)
+    probe:close()
+    return false
+  end
+  local _, res = threads.wait(th)
+  probe:close()
+  return res == 1
+end
+
+-- Connects sock (a pooled connection or a new one). The TCP connect is
+-- bounded by connect_timeout (or what is left of the call); so is the
+-- lookup of a name, which nginx would otherwise bound by resolver_timeout
+-- only. Returns true, or nil, kind, message.
+local function connect(self, t, sock, pool, deadline)
+  local budget_ms = min(floor(self.connect_timeout * 1000), left_ms(deadline))
+  local opts = { pool = pool, pool_size = self.pool_size }
+  sock:settimeout(budget_ms)
+  local th
+  if t.named and threads then
+    local spawned
+    spawned, th = pcall(threads.spawn, connect_thread, sock, t.addr, t.port, opts)
+    if not spawned then th = nil end
+  end
+  local done, ok, err
+  if not th then
+    ok, err = sock:connect(t.addr, t.port, opts)
+  elseif finished(th) then
+    -- finished at once: a pooled connection, or an immediate failure
+    done, ok, err = threads.wait(th)
+    if not done then ok, err = nil, ok end
+  else
+    local timer = threads.spawn(late, budget_ms / 1000)
+    done, ok, err = threads.wait(th, timer)
+    if ok == LATE then
+      threads.kill(th)
+      sock:close()
+      if resolved_now(t) then
+        return nil, "timeout", "connect to " .. t.host .. ":" .. t.port .. " failed: timeout"
+      end
+      return nil, "network", unresolved(t, budget_text(self, budget_ms))
+    end
+    threads.kill(timer)
+    if not done then ok, err = nil, ok end
+  end
+  if not ok then return nil, connect_error(t, err) end
+  return true
+end
+
 -- One attempt on one connection (pooled or new). Returns res, or nil, kind,
 -- message, retry (true when a reused connection died before answering, so
 -- nothing was processed and a fresh connection may try again).
 local function exchange(self, t, target, req, deadline)
   local sock = tcp()
-  sock:settimeout(min(floor(self.connect_timeout * 1000), left_ms(deadline)))
   -- A request that must not be repeated (req.once) goes on a connection of
   -- its own, from a pool nothing is ever put back into: on a pooled one the
   -- server may be closing, it could be processed and still look unanswered.
   local pool = req.once and t.pool .. "#once" or t.pool
-  local ok, err = sock:connect(t.addr, t.port, { pool = pool, pool_size = self.pool_size })
-  if not ok then
-    return nil, kind_of(err), "connect to " .. t.host .. ":" .. t.port .. " failed: " .. tostring(err)
-  end
+  local ok, kind, err = connect(self, t, sock, pool, deadline)
+  if not ok then return nil, kind, err end
   local reused = (sock:getreusedtimes() or 0) > 0
   if t.scheme == "https" and not reused then
     -- When the handshake completes at once and verification failed,
