@@ -14,7 +14,11 @@
  *  - an accepted notification says what was signed: each signed field of the
  *    returned table (strings and numbers) equals its part of the signed text.
  *    A body whose raw text and decoded value disagree (escaped or repeated
- *    keys) must not pass with another payment than the one signed.
+ *    keys) must not pass with another payment than the one signed;
+ *  - and what verify guarantees: signFields is the documented list, and the
+ *    signed text is exactly five '|'-separated parts, one per field, of the
+ *    docs' types (numbers sum.currency and sum.amount; strings type,
+ *    account, txnId), so no part can have moved into another field.
  *
  * The verifier is Lua, invisible to libFuzzer's C coverage, so a line hook
  * feeds Lua line pairs into libFuzzer's extra counters. */
@@ -90,6 +94,24 @@ static const char *HARNESS =
   "    else assert(text:sub(pos, pos) == '|', 'signed parts misaligned at ' .. name); pos = pos + 1 end\n"
   "  end\n"
   "end\n"
+  "local FIVE = { 'sum.currency', 'sum.amount', 'type', 'account', 'txnId' }\n"
+  "local function guarantees(note, text)\n"
+  "  local names = {}\n"
+  "  for name in (note.payment.signFields .. ','):gmatch('([^,]*),') do names[#names + 1] = name:match('^%s*(.-)%s*$') end\n"
+  "  assert(#names == 5, 'accepted a signFields of ' .. #names .. ' names')\n"
+  "  local parts = {}\n"
+  "  for part in (text .. '|'):gmatch('([^|]*)|') do parts[#parts + 1] = part end\n"
+  "  assert(#parts == 5, 'accepted a signed text of ' .. #parts .. ' parts')\n"
+  "  for i, name in ipairs(FIVE) do\n"
+  "    assert(names[i] == name, 'accepted ' .. names[i] .. ' in place of ' .. name)\n"
+  "    local v = walk(note.payment, name)\n"
+  "    if i <= 2 then\n"
+  "      assert(type(v) == 'number' and core.json_decode(parts[i]) == v, 'signed part differs from ' .. name)\n"
+  "    else\n"
+  "      assert(type(v) == 'string' and parts[i] == v, 'signed part differs from ' .. name)\n"
+  "    end\n"
+  "  end\n"
+  "end\n"
   "return function(body, key)\n"
   "  signed = nil\n"
   "  local first = body:gsub('@@@@', DUMMY)\n"
@@ -113,6 +135,7 @@ static const char *HARNESS =
   "  end\n"
   "  assert(note ~= nil, 'refused a correctly signed body: ' .. tostring(err))\n"
   "  says_what_was_signed(note, text)\n"
+  "  guarantees(note, text)\n"
   "end\n";
 
 static const char *keys[] = {

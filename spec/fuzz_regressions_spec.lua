@@ -24,30 +24,30 @@ local function corpus(dir)
 end
 
 describe("webhook verification (fuzzer findings)", function()
-  local GENUINE = '{"payment":{"sum":{"amount":1,"currency":643},"type":"IN","signFields":"sum.amount,type"},'
+  local GENUINE = '{"payment":{"sum":{"amount":1,"currency":643},"type":"IN","account":"a","txnId":"1","signFields":"sum.currency,sum.amount,type,account,txnId"},'
     .. '"hash":"@@@@"}'
 
   it("accepts the genuine notification the forgeries below start from", function()
-    local note, err = verify(signed(GENUINE, { "1", "IN" }), KEY)
+    local note, err = verify(signed(GENUINE, { "643", "1", "IN", "a", "1" }), KEY)
     assert.is_nil(err)
     assert.equal(1, note.payment.sum.amount)
   end)
 
   for _, case in ipairs {
     { "a second payment under an escaped key",
-      '{"payment":{"sum":{"amount":1,"currency":643},"type":"IN","signFields":"sum.amount,type"},'
-      .. '"pay\\u006dent":{"sum":{"amount":1000000,"currency":643},"type":"IN","signFields":"sum.amount,type"},'
+      '{"payment":{"sum":{"amount":1,"currency":643},"type":"IN","account":"a","txnId":"1","signFields":"sum.currency,sum.amount,type,account,txnId"},'
+      .. '"pay\\u006dent":{"sum":{"amount":1000000,"currency":643},"type":"IN","account":"a","txnId":"1","signFields":"sum.currency,sum.amount,type,account,txnId"},'
       .. '"hash":"@@@@"}' },
     { "a second sum under an escaped key",
       '{"payment":{"sum":{"amount":1,"currency":643},"s\\u0075m":{"amount":999,"currency":643},"type":"IN",'
-      .. '"signFields":"sum.amount,type"},"hash":"@@@@"}' },
+      .. '"account":"a","txnId":"1","signFields":"sum.currency,sum.amount,type,account,txnId"},"hash":"@@@@"}' },
     { "a repeated payment key",
-      '{"payment":{"sum":{"amount":1,"currency":643},"type":"IN","signFields":"sum.amount,type"},'
-      .. '"payment":{"sum":{"amount":5000,"currency":643},"type":"IN","signFields":"sum.amount,type"},'
+      '{"payment":{"sum":{"amount":1,"currency":643},"type":"IN","account":"a","txnId":"1","signFields":"sum.currency,sum.amount,type,account,txnId"},'
+      .. '"payment":{"sum":{"amount":5000,"currency":643},"type":"IN","account":"a","txnId":"1","signFields":"sum.currency,sum.amount,type,account,txnId"},'
       .. '"hash":"@@@@"}' },
   } do
     it("refuses a genuine signature over " .. case[1], function()
-      local note, err = verify(signed(case[2], { "1", "IN" }), KEY)
+      local note, err = verify(signed(case[2], { "643", "1", "IN", "a", "1" }), KEY)
       assert.is_nil(note)
       assert.equal(qiwi.error, getmetatable(err))
       assert.equal("format", err.code)

@@ -389,6 +389,8 @@ describe("inside nginx #nginx", function()
   end)
 
   describe("the webhook receiver", function()
+    local core = require "qiwi.core"
+
     local function post(body)
       local status, text = app:curl("POST", "/qiwi/webhook", body)
       return status, text
@@ -398,6 +400,13 @@ describe("inside nginx #nginx", function()
       local v, status = get("/t/result?key=" .. (key or "notifications"))
       if status == 404 then return 0 end
       return v
+    end
+
+    -- The docs' notification for another txnId, signed under KEY as QIWI
+    -- would sign it.
+    local function signed(message_id, txn)
+      local hash = core.hmac_sha256_hex(core.base64_decode(KEY), "643|1|IN|+79161112233|" .. txn)
+      return (notification(message_id, hash):gsub('"txnId":"13353941550"', '"txnId":"' .. txn .. '"'))
     end
 
     it("answers valid, forged, repeated and malformed notifications as QIWI needs", function()
@@ -423,9 +432,15 @@ describe("inside nginx #nginx", function()
       assert.equal(400, status)
       local get_status = app:curl("GET", "/qiwi/webhook")
       assert.equal(405, get_status)
+      -- a forgery from the genuine signature: txnId moved into account
+      status = post((notification("msg-5", DOCS_HASH)
+        :gsub('"txnId":"13353941550"', '"txnId":"99999999999"')
+        :gsub('"account":"%+79161112233"', '"account":"+79161112233|13353941550"')
+        :gsub('type,account,txnId', 'type,account')))
+      assert.equal(403, status)
 
-      -- a new message goes through; the ones above called nothing
-      status = post(notification("msg-4", DOCS_HASH))
+      -- a new payment goes through; the ones above called nothing
+      status = post(signed("msg-4", "13353941551"))
       assert.equal(200, status)
       assert.truthy(wait_until(3, function() return calls() == before + 2 end))
       assert.equal("msg-4", get("/t/result?key=last_message"))
@@ -433,29 +448,53 @@ describe("inside nginx #nginx", function()
       assert.equal(before + 2, calls())
     end)
 
-    it("remembers a bounded number of messageIds without a shared dict", function()
-      local function post_memory(id, key)
+    it("does not call on_notification for the docs' notification under a new messageId; a new txnId it does", function()
+      -- called here or already by the case above: either way it is known after
+      post(notification("replay-0", DOCS_HASH))
+      util.sleep(0.2)
+      local before = calls()
+      assert.is_true(before >= 1)
+      local status, text = post(notification("replay-1", DOCS_HASH))
+      assert.equal(200, status)
+      assert.equal("OK\n", text)
+      assert.equal(200, (post(notification("replay-2", DOCS_HASH))))
+      -- a seen messageId on another payment is a repeat too
+      assert.equal(200, (post(signed("replay-2", "13353941560"))))
+      assert.equal(200, (post(signed("fresh-1", "13353941561"))))
+      assert.truthy(wait_until(3, function() return get("/t/result?key=last_message") == "fresh-1" end),
+        "the new txnId was not handled")
+      util.sleep(0.1)
+      assert.equal(before + 1, calls(), "a replay called on_notification again")
+      -- and the payment under the reused messageId still gets its own
+      assert.equal(200, (post(signed("fresh-2", "13353941560"))))
+      assert.truthy(wait_until(3, function() return calls() == before + 2 end))
+      assert.equal("fresh-2", get("/t/result?key=last_message"))
+    end)
+
+    it("remembers a bounded number of notifications without a shared dict", function()
+      local function post_memory(id, txn, key)
         local q = key and ("?key=" .. key:gsub("[+/=]", function(c) return ("%%%02X"):format(c:byte()) end)) or ""
-        return (app:curl("POST", "/t/webhook-memory" .. q, notification(id, DOCS_HASH)))
+        return (app:curl("POST", "/t/webhook-memory" .. q, signed(id, txn)))
       end
       local OTHER_KEY = "OikS4/CcIbSf+yYGnLbnOige8RGoYmGxs/LNMwkJy7Q="
       local function settled(n)
         return wait_until(3, function() return calls("memory_calls") == n end)
       end
       -- the key function gives nothing: the receiver cannot check, so 500 (QIWI retries)
-      assert.equal(500, post_memory("m-a"))
-      assert.equal(200, post_memory("m-a", KEY))
+      assert.equal(500, post_memory("m-a", "1001"))
+      assert.equal(200, post_memory("m-a", "1001", KEY))
       assert.truthy(settled(1))
-      assert.equal(200, post_memory("m-b", KEY))
+      assert.equal(200, post_memory("m-b", "1002", KEY))
       assert.truthy(settled(2))
-      assert.equal(200, post_memory("m-a", KEY))   -- remembered
-      assert.equal(200, post_memory("m-c", KEY))   -- pushes m-a out of the two it keeps
+      assert.equal(200, post_memory("m-a2", "1001", KEY))  -- remembered by its txnId
+      assert.equal(200, post_memory("m-c", "1003", KEY))   -- pushes 1001 out of the two it keeps
       assert.truthy(settled(3))
       assert.equal("m-c", get("/t/result?key=memory_last"))
-      assert.equal(200, post_memory("m-a", KEY))   -- forgotten, so handled again
+      assert.equal(200, post_memory("m-a3", "1001", KEY))  -- forgotten, so handled again
       assert.truthy(settled(4))
-      assert.equal("m-a", get("/t/result?key=memory_last"))
-      assert.equal(403, post_memory("m-d", OTHER_KEY))
+      assert.equal("m-a3", get("/t/result?key=memory_last"))
+      assert.equal(200, post_memory("m-c", "1004", KEY))   -- a remembered messageId
+      assert.equal(403, post_memory("m-d", "1005", OTHER_KEY))
       util.sleep(0.1)
       assert.equal(4, calls("memory_calls"))
     end)

@@ -1,7 +1,8 @@
 -- POST /qiwi/webhook: QIWI's payment notifications. The handler answers at
 -- once (200, or 403 for a bad signature, 400 for anything that is not a
--- notification) and then calls on_notification, at most once per messageId:
--- the ids are remembered in a lua_shared_dict, which all workers share.
+-- notification) and then calls on_notification once per payment and phase
+-- (the signed txnId and type; a repeated messageId counts as a repeat too):
+-- what was seen is remembered in a lua_shared_dict, which all workers share.
 local webhook = require "qiwi.webhook"
 local shop = require "shop.qiwi"
 
