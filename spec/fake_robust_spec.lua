@@ -144,13 +144,19 @@ describe("qiwi.fake as a transport", function()
     return out, f
   end
 
-  it("f:request(req) answers exactly as f:transport():request(req)", function()
+  -- a request table of the list above as the transport contract's values
+  local function positional(req)
+    if type(req) ~= "table" then return req end
+    return req.method, req.url, req.headers, req.body, req.timeout
+  end
+
+  it("f:request(...) answers exactly as f:transport():request(...)", function()
     local via_transport, f1 = answers(function(f)
       local t = f:transport()
-      return function(req) return t:request(req) end
+      return function(req) return t:request(positional(req)) end
     end)
     local via_fake, f2 = answers(function(f)
-      return function(req) return f:request(req) end
+      return function(req) return f:request(positional(req)) end
     end)
     assert.same(via_transport, via_fake)
     assert.equal(#f1.requests, #f2.requests)
@@ -161,12 +167,14 @@ describe("qiwi.fake as a transport", function()
 
   it("answers a request that is not one with 400 instead of raising", function()
     local f = new_fake()
-    for _, req in ipairs { false, 5, "x", { url = {} }, { url = "https://edge.qiwi.com/", method = {} },
-                           setmetatable({}, { __index = function() error("boom") end }) } do
-      local ok, res, kind = pcall(f.request, f, req)
-      assert.is_true(ok, tostring(res))
-      if res then
-        assert.equal(400, res.status)
+    local raising = setmetatable({}, { __index = function() error("boom") end })
+    for _, req in ipairs { { false }, { 5 }, { "x" }, { "GET", {} }, { {}, "https://edge.qiwi.com/" },
+                           { "GET", "https://edge.qiwi.com/", "x" }, { raising, "https://edge.qiwi.com/" },
+                           { "GET", "https://edge.qiwi.com/", {}, {} } } do
+      local ok, status, kind = pcall(f.request, f, req[1], req[2], req[3], req[4])
+      assert.is_true(ok, tostring(status))
+      if status then
+        assert.equal(400, status)
       else
         assert.equal("network", kind)
       end

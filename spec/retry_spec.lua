@@ -10,14 +10,14 @@ local WALLET = "79111234567"
 local function lossy(fake, pattern, drops)
   local inner = fake:transport()
   local t = { sent = {} }
-  function t.request(_, req)
-    t.sent[#t.sent + 1] = req.body or ""
-    local res = inner:request(req)
-    if req.url:find(pattern) and drops > 0 then
+  function t.request(_, method, url, headers, body, timeout, once)
+    t.sent[#t.sent + 1] = body or ""
+    local status, b, h = inner:request(method, url, headers, body, timeout, once)
+    if url:find(pattern) and drops > 0 then
       drops = drops - 1
       return nil, "network", "connection reset by peer"
     end
-    return res
+    return status, b, h
   end
   return t
 end

@@ -1,5 +1,7 @@
 -- Argument checks and wire formatting. Every checker returns the value as it
--- goes on the wire, or nil and a one-line reason; nothing here raises, so that
+-- goes on the wire (query and path text) and, where a JSON body takes
+-- another type, the JSON value (a number, a boolean), or nil and a one-line
+-- reason; nothing here raises, so that
 -- a bad argument always becomes an `argument` error before any request is sent.
 local _M = {}
 
@@ -172,13 +174,15 @@ local function os_time_arg(v, min)
 end
 
 -- Dates: QIWI's own text (any offset) or os.time() seconds, shown in Moscow time.
--- Returns the wire text and the date's seconds since the epoch.
+-- Returns the wire text, the JSON value (the same text) and the date's
+-- seconds since the epoch (for range checks).
 function _M.date(v)
   if type(v) == "number" then
     if not os_time_arg(v, 0) then
       return nil, "must be os.time() seconds (0 to year 9999) or a date string"
     end
-    return os.date("!%Y-%m-%dT%H:%M:%S", v + MSK) .. "+03:00", v
+    local text = os.date("!%Y-%m-%dT%H:%M:%S", v + MSK) .. "+03:00"
+    return text, text, v
   end
   if type(v) ~= "string" then return nil, "must be os.time() seconds or a date string" end
   local y, mo, d, h, mi, s, sign, oh, om =
@@ -198,7 +202,7 @@ function _M.date(v)
   local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
   local days = era * 146097 + doe - 719468
   local offset = (tonumber(oh) * 3600 + tonumber(om) * 60) * (sign == "-" and -1 or 1)
-  return v, days * 86400 + h * 3600 + mi * 60 + s - offset
+  return v, v, days * 86400 + h * 3600 + mi * 60 + s - offset
 end
 
 -- "YYYY-MM-DD" (identification's birthDate) from a string or os.time() seconds
@@ -299,7 +303,7 @@ end
 -- seconds are converted; 13-digit values are taken as milliseconds already.
 function _M.unix_ms(v)
   if type(v) == "string" and not find(v, "^%d+$") then
-    local text, secs = _M.date(v)
+    local text, _, secs = _M.date(v)
     if not text or secs < 0 then return nil, "must be a date, os.time() seconds or Unix milliseconds" end
     return format("%.0f", secs * 1000)
   end

@@ -14,18 +14,18 @@
 --     which make several dependent requests or keep state, run one after
 --     another once the concurrent part is done, exactly as if called alone;
 --   * payments (an iterator), batch and close are refused (argument error).
--- A client with its own `transport`, or inside nginx, runs every call one
--- after another through that transport: same results, no overlap.
+-- Inside nginx the overlapping calls run in light threads (ngx.thread), at
+-- most `concurrency` at once. A client with its own `transport` runs every
+-- call one after another through it: same results, no overlap.
 local core = require "qiwi.core"
 local endpoints = require "qiwi.endpoints"
-local ratelimit = require "qiwi.ratelimit"
+local attempt = require "qiwi.attempt"
 local client_mod = require "qiwi.client"
 
 local Client, row_methods = client_mod.Client, client_mod.row_methods
 local null = core.null
 local type, ipairs, pairs, tostring = type, ipairs, pairs, tostring
 local unpack = table.unpack or unpack
-local monotonic, sleep = core.monotonic, core.sleep
 
 local _M = {}
 
@@ -51,7 +51,7 @@ local function multi_for(self)
   local o = self._opts
   local ok, m, kind, message = pcall(core.multi, {
     timeout = o.timeout, connect_timeout = o.connect_timeout, ca_file = o.ca_file,
-    user_agent = o.user_agent, resolve = o.resolve, allow_http = o.allow_http, max_body = o.max_body,
+    resolve = o.resolve, allow_http = o.allow_http, max_body = o.max_body,
   })
   if not ok then return nil, "network", tostring(m) end
   if not m then return nil, kind, message end
@@ -74,35 +74,25 @@ local function header_id(st, list)
   return id
 end
 
-local function retry_delay(err, res)
-  if err.retry_after then return err.retry_after end
-  local v = res and res.headers and res.headers["retry-after"]
-  local n = v and tonumber(v)
-  if n and n >= 0 then return n end
-  return nil
-end
-
 local function result_of(v1, v2) return { v1, v2, n = 2 } end
 
--- Sends the wire requests of `jobs` concurrently, retrying what the
--- sequential path would retry; calls done(job, v1, v2) once per job.
--- budget.deadline is set when the first round goes out: as for a single
--- call, the client's timeout runs from the send, not from a rate-limit wait.
+-- Sends the wire requests of `jobs` concurrently, retrying what a single
+-- call would retry (qiwi.attempt: the same policy, applied per round);
+-- calls done(job, v1, v2) once per job. budget.deadline is set when the
+-- first round goes out: as for a single call, the client's timeout runs
+-- from the send, not from a rate-limit wait.
 local function run_rounds(self, st, jobs, concurrency, budget, done)
   local pending = jobs
-  local attempt = 0
+  local n = 0
   while #pending > 0 do
-    attempt = attempt + 1
+    n = n + 1
     local reqs = {}
     for k, job in ipairs(pending) do
-      if job.row.rate == "history" and self._history_rate then
-        ratelimit.acquire(self._history_rate, self.wallet or "?")
-      end
+      attempt.admit(self, job.row)
       reqs[k] = job.req
     end
-    budget.deadline = budget.deadline or monotonic() + self.timeout
-    local deadline = budget.deadline
-    local left = deadline - monotonic()
+    local left
+    budget.deadline, left = attempt.start(budget.deadline, self.timeout)
     local answers, kind, message
     if left > 0.001 then
       answers, kind, message = st.multi:perform(reqs, left, concurrency)
@@ -114,32 +104,27 @@ local function run_rounds(self, st, jobs, concurrency, budget, done)
       local res = answers and answers[k]
       local v1, v2, err
       if res and res.status then
-        v1, v2 = self:_response(job.row, job.path, res, job.req.body)
+        v1, v2 = self:_answer(job.row, job.path, res.status, res.headers, res.body, job.req.body)
         if v1 == nil then err = v2 end
       else
         err = self:_error { kind = res and res.kind or kind or "network",
                             message = res and res.message or message or "transport failed",
                             method = job.row.method, path = job.path }
       end
-      if err and err.retryable and job.safe and attempt <= self.retries then
+      if err and attempt.again(err, n, job.attempts) then
         job.err = err
         again[#again + 1] = job
-        local d = retry_delay(err, res)
-        if d and (wait == nil or d > wait) then wait = d end
+        local d = attempt.delay(err, n)
+        if wait == nil or d > wait then wait = d end
       elseif err then
         done(job, nil, err)
       else
         done(job, v1, v2)
       end
     end
-    if #again > 0 then
-      wait = wait or 0.2 * 2 ^ (attempt - 1) * (0.5 + math.random())
-      if monotonic() + wait >= deadline then
-        for _, job in ipairs(again) do done(job, nil, job.err) end
-        again = {}
-      else
-        sleep(wait)
-      end
+    if #again > 0 and not attempt.wait(budget.deadline, wait) then
+      for _, job in ipairs(again) do done(job, nil, job.err) end
+      again = {}
     end
     pending = again
   end
@@ -150,7 +135,7 @@ end
 local function prepare(self, st, row, name, args, nargs)
   local path, query, body = self:_prepare(row, name, unpack(args, 2, nargs))
   if not path then return nil, query end
-  local _, headers = self:_wire_headers(row, body)
+  local _, headers = self:_headers(row, body ~= nil)
   local url = self.base_url .. path
   if query ~= "" then url = url .. "?" .. query end
   local id, kind, message = header_id(st, headers)
@@ -159,8 +144,8 @@ local function prepare(self, st, row, name, args, nargs)
   end
   local safe = row.method == "GET" or row.idempotent == true
   return {
-    row = row, path = path, safe = safe,
-    req = { method = row.method, url = url, headers = id, body = body, decode = not row.raw, once = not safe },
+    row = row, path = path, attempts = attempt.attempts(safe, self.retries),
+    req = { method = row.method, url = url, headers = id, body = body, decode = false, once = not safe },
   }
 end
 
@@ -236,8 +221,50 @@ local function check_opts(self, opts)
   return c
 end
 
-local function sequential(self, calls, kinds, results)
-  for i, call in ipairs(calls) do
+-- Inside nginx: the calls that overlap on the multi handle elsewhere run in
+-- light threads instead, at most `concurrency` at once, each the same call
+-- as on its own (attempts, rate limit, answer); the compositions follow one
+-- after another. Where nginx has no light threads (a phase without
+-- cosockets) they run one by one, and each reports why it cannot be made.
+local function in_light_threads(self, n, calls, kinds, results, concurrency)
+  local queue = {}
+  for i = 1, n do
+    if kinds[i] == "row" or kinds[i] == "accounts" then queue[#queue + 1] = i end
+  end
+  local taken = 0
+  local function worker()
+    while taken < #queue do
+      taken = taken + 1
+      local i = queue[taken]
+      local call = calls[i]
+      results[i] = result_of(Client[call[1]](self, unpack(call, 2, call.n)))
+    end
+  end
+  local threads = {}
+  for _ = 1, math.min(concurrency, #queue) do
+    local ok, th = pcall(ngx.thread.spawn, worker)
+    if not ok or not th then break end
+    threads[#threads + 1] = th
+  end
+  if #threads == 0 then worker() end
+  for _, th in ipairs(threads) do ngx.thread.wait(th) end
+  for _, i in ipairs(queue) do
+    if results[i] == nil then
+      results[i] = result_of(nil, self:_error { kind = "network", message = "the batch's light thread died" })
+    end
+  end
+  for i = 1, n do
+    if kinds[i] == "sequential" then
+      local call = calls[i]
+      results[i] = result_of(Client[call[1]](self, unpack(call, 2, call.n)))
+    end
+  end
+  return results
+end
+
+local function sequential(self, n, calls, kinds, results)
+  for i = 1, n do
+    local call = calls[i]
     if kinds[i] then
       results[i] = result_of(Client[call[1]](self, unpack(call, 2, call.n)))
     end
@@ -263,7 +290,8 @@ function _M.run(self, calls, opts)
     end
     if kind then kinds[i] = kind else results[i] = result_of(nil, err) end
   end
-  if self._opts.transport or in_nginx then return sequential(self, calls, kinds, results) end
+  if self._opts.transport then return sequential(self, n, calls, kinds, results) end
+  if in_nginx then return in_light_threads(self, n, calls, kinds, results, concurrency) end
 
   local st, skind, smessage = multi_for(self)
   if not st then

@@ -6,12 +6,13 @@ local _M = {}
 
 local windows = {}   -- key -> { times (ring of monotonic seconds), head, n }
 
--- opts: limit (calls), window (seconds), clock (fn → seconds), sleep (fn(seconds))
+-- opts: limit (calls), window (seconds), clock (fn → seconds; default the
+-- monotonic clock), sleep (fn(seconds))
 function _M.new(opts)
   return {
     limit = opts.limit or 100,
     window = opts.window or 60,
-    clock = opts.clock,
+    clock = opts.clock or require("qiwi.core").monotonic,
     sleep = opts.sleep,
     -- clients with their own clock (tests) keep their own windows
     windows = opts.clock and {} or windows,

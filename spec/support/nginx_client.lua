@@ -108,7 +108,6 @@ end
 -- take turns.
 function _M.blocking(base, port, ca)
   local transport = require("qiwi.transport.curl").new {
-    headers = { "Accept: application/json", "Authorization: Bearer test-token" },
     ca_file = ca, timeout = 10, resolve = { "fake.qiwi.test:" .. port .. ":127.0.0.1" },
   }
   local c = assert(qiwi.new { token = "test-token", wallet = "79111234567", base_url = base,
@@ -225,6 +224,26 @@ function _M.shapes()
   end
   -- nginx closes a connection whose request used the raw socket.
   return ngx.exit(ngx.HTTP_OK)
+end
+
+-- GET /t/batch?base=&n=&concurrency=: a batch of n accounts() calls and a
+-- bad one; answers how long it took and what came back.
+function _M.batch()
+  local a = ngx.req.get_uri_args()
+  local c = assert(qiwi.new { token = "test-token", wallet = "79111234567", base_url = a.base,
+                              resolve = { ["fake.qiwi.test"] = "127.0.0.1" }, retries = 0 })
+  local calls = { { "no_such_method" } }
+  for i = 1, tonumber(a.n) do calls[i + 1] = { "accounts" } end
+  local t0 = now()
+  local out, err = c:batch(calls, { concurrency = tonumber(a.concurrency) })
+  local elapsed = now() - t0
+  if not out then return reply { ok = false, err = error_fields(err), elapsed = elapsed } end
+  local summary = {}
+  for i, r in ipairs(out) do
+    summary[i] = { ok = r[1] ~= nil, kind = r[2] and r[2].kind,
+                   amount = type(r[1]) == "table" and r[1].accounts[1].balance.amount or nil }
+  end
+  return reply { ok = true, results = summary, elapsed = elapsed }
 end
 
 return _M

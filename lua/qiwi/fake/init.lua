@@ -12,7 +12,7 @@
 --   local status, headers, body = f:handle { method = "GET", path = "/…", query = "…",
 --                                            headers = { authorization = "Bearer test-token" } }
 --   local client = qiwi.new { token = "test-token", transport = f:transport() }
---   -- or transport = f: the fake answers f:request(req) as its transport would
+--   -- or transport = f: the fake answers f:request(...) as its transport would
 --
 -- handle() never raises: a request that is none (not a table, a field of the
 -- wrong type, headers that are not name -> string) is answered 400.
@@ -585,21 +585,31 @@ end
 ---------------------------------------------------------------------------
 -- In-process transport
 
--- What a transport answers for req{method=, url=, headers={"Name: value", …},
--- body=, timeout=}: {status=, headers=, body=}, or nil, kind, message where
--- a real transport would have no answer: an injected drop, reset or
--- truncation (fail_next), or a delay longer than req.timeout (only when a
--- `sleep` option was given). A request that is not one gets handle()'s 400.
-local function transport_request(f, req)
-  local ok, url, timeout = pcall(function() return req.url, req.timeout end)
-  if not ok or type(req) ~= "table" then
-    local status, headers, body = f:handle(req)
-    return { status = status, headers = headers, body = body }
+-- The transport contract (see qiwi.transport.curl): request(method, url,
+-- headers = {"Name: value", …}, body, timeout, once) -> status, body,
+-- headers (lower-case names), or nil, kind, message where a real transport
+-- would have no answer: an injected drop, reset or truncation (fail_next),
+-- or a delay longer than timeout (only when a `sleep` option was given). A
+-- request that is not one gets handle()'s 400.
+local function lower_names(h)
+  local out = {}
+  for k, v in pairs(h or {}) do
+    if type(k) == "string" then out[k:lower()] = v end
   end
-  local u = U.parse_url(url)
-  if not u then return nil, "network", "qiwi.fake: cannot parse URL " .. tostring(url) end
-  local status, headers, body = f:handle {
-    method = req.method, path = u.path, query = u.query, headers = req.headers, body = req.body,
+  return out
+end
+
+local function transport_request(f, method, url, headers, body, timeout)
+  local u = type(url) == "string" and U.parse_url(url)
+  if not u then
+    if type(url) ~= "string" then
+      local status, h, b = H.bad(f, "edge", "malformed request: url must be a string, got " .. type(url))
+      return status, b, lower_names(h)
+    end
+    return nil, "network", "qiwi.fake: cannot parse URL " .. url
+  end
+  local status, h, b = f:handle {
+    method = method, path = u.path, query = u.query, headers = headers, body = body,
   }
   local fault = f.last_fault
   local delay = ((f.last_delay_ms or 0) + (fault and fault.stall_ms or 0)) / 1000
@@ -615,30 +625,30 @@ local function transport_request(f, req)
   if fault and fault.reset then
     return nil, "network", "qiwi.fake: connection reset by peer (fail_next reset)"
   end
-  if fault and fault.drop or status == 444 and headers["x-fake-drop"] then
+  if fault and fault.drop or status == 444 and h["x-fake-drop"] then
     return nil, "network", "qiwi.fake: connection dropped (fail_next drop)"
   end
-  if fault and fault.truncate and fault.truncate < #body then
+  if fault and fault.truncate and fault.truncate < #b then
     return nil, "network", format("qiwi.fake: answer truncated after %d of %d bytes (fail_next truncate)",
-                                  fault.truncate, #body)
+                                  fault.truncate, #b)
   end
-  return { status = status, headers = headers, body = body }
+  return status, b, lower_names(h)
 end
 
--- An object for the client's `transport` option, answering t:request(req)
--- as described above.
+-- An object for the client's `transport` option, answering
+-- t:request(method, url, headers, body, timeout, once) as described above.
 function Fake:transport()
   local f = self
   local t = {}
-  function t.request(_, req) return transport_request(f, req) end
+  function t.request(_, ...) return transport_request(f, ...) end
   function t.close() end
   return t
 end
 
 -- The fake is a transport itself: qiwi.new{transport = f} works like
 -- qiwi.new{transport = f:transport()}.
-function Fake:request(req)
-  return transport_request(self, req)
+function Fake:request(...)
+  return transport_request(self, ...)
 end
 
 ---------------------------------------------------------------------------

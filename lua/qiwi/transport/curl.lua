@@ -1,27 +1,38 @@
--- The default transport outside nginx: a libcurl session of the C core.
+-- The default transport outside nginx: a libcurl session of the C core, one
+-- kept-alive connection per client and auth.
+--
+-- The transport contract, the same for every transport (this one, the
+-- cosocket one inside nginx, qiwi.fake, a user's own):
+--   t:request(method, url, headers, body, timeout, once)
+--     -> status, body, headers          an answer (any status)
+--     -> nil, kind, message[, code]     no answer
+--   headers  the complete list of header lines ("Name: value"), the same
+--            table for every call of a row: a transport may cache what it
+--            builds from it on the table's identity, and never changes it
+--   body     the request body (JSON text) or nil
+--   timeout  seconds left for this attempt
+--   once     true for a request that must not be sent twice: a transport
+--            must not repeat it by itself (a new connection, no silent
+--            re-send on a dead kept-alive one)
+--   answer   body as text ("" when none) and a table of the answer headers
+--            with lower-case names (at least content-type and retry-after)
+--   kind     "network", "timeout", "tls", "http" or "argument"; code a
+--            name such as libcurl's "CURLE_COULDNT_CONNECT", where known
+-- Optional: t:usable() -> true or nil, kind, message (asked before anything
+-- that could wait), and t:close().
 local core = require "qiwi.core"
 
 local _M = {}
 local mt = { __index = _M }
 
--- opts: headers (constant header lines), timeout, connect_timeout, ca_file,
--- user_agent, resolve (list of "host:port:ip"), allow_http, max_body
+-- opts: timeout, connect_timeout, ca_file, resolve (list of "host:port:ip"),
+-- allow_http, max_body
 function _M.new(opts)
-  local session = core.session(opts)
-  return setmetatable({ session = session }, mt)
+  return setmetatable({ session = core.session(opts) }, mt)
 end
 
--- req: method, url, extra_headers (per-call lines; the constant ones live in
--- the session), body, raw (no decoding), timeout, once (a new connection, so
--- that libcurl never repeats the request by itself)
-function _M:request(req)
-  local status, body, headers, decoded = self.session:request(
-    req.method, req.url, req.extra_headers, req.body, not req.raw, req.timeout, req.once == true)
-  if not status then return nil, body, headers end
-  if decoded == true then
-    return { status = status, headers = headers, data = body, decoded = true }
-  end
-  return { status = status, headers = headers, body = body, decode_error = decoded }
+function _M:request(method, url, headers, body, timeout, once)
+  return self.session:request(method, url, headers, body, false, timeout, once == true)
 end
 
 function _M:close()

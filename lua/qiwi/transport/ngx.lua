@@ -46,7 +46,7 @@ local DEFAULT_MAX_BODY = 10 * 1024 * 1024
 local MAX_HEADER_BYTES = 64 * 1024
 
 -- opts: timeout, connect_timeout (seconds), resolve (list of "host:port:ip"),
--- user_agent, max_body, ca_file, pool_size, keepalive_timeout (seconds)
+-- max_body, ca_file, pool_size, keepalive_timeout (seconds)
 function _M.new(opts)
   local resolve = {}
   for _, entry in ipairs(opts.resolve or {}) do
@@ -57,7 +57,6 @@ function _M.new(opts)
     timeout = opts.timeout or 30,
     connect_timeout = opts.connect_timeout or 10,
     resolve = resolve,
-    user_agent = opts.user_agent or "lua-qiwi",
     max_body = opts.max_body or DEFAULT_MAX_BODY,
     ca_file = opts.ca_file,
     pool_size = opts.pool_size or 32,
@@ -313,12 +312,12 @@ end
 -- One attempt on one connection (pooled or new). Returns res, or nil, kind,
 -- message, retry (true when a reused connection died before answering, so
 -- nothing was processed and a fresh connection may try again).
-local function exchange(self, t, target, req, deadline)
+local function exchange(self, t, target, method, headers, body, once, deadline)
   local sock = tcp()
-  -- A request that must not be repeated (req.once) goes on a connection of
+  -- A request that must not be repeated (once) goes on a connection of
   -- its own, from a pool nothing is ever put back into: on a pooled one the
   -- server may be closing, it could be processed and still look unanswered.
-  local pool = req.once and t.pool .. "#once" or t.pool
+  local pool = once and t.pool .. "#once" or t.pool
   local ok, kind, err = connect(self, t, sock, pool, deadline)
   if not ok then return nil, kind, err end
   local reused = (sock:getreusedtimes() or 0) > 0
@@ -340,14 +339,14 @@ local function exchange(self, t, target, req, deadline)
     end
   end
 
-  local body = req.body
-  local lines = { req.method, " ", target, " HTTP/1.1\r\nHost: ", t.host_header,
-                  "\r\nUser-Agent: ", self.user_agent, "\r\n" }
-  for _, h in ipairs(req.headers or {}) do
+  -- the caller's header lines are the whole request head but for what
+  -- HTTP/1.1 framing needs: Host and Content-Length
+  local lines = { method, " ", target, " HTTP/1.1\r\nHost: ", t.host_header, "\r\n" }
+  for _, h in ipairs(headers or {}) do
     lines[#lines + 1] = h
     lines[#lines + 1] = "\r\n"
   end
-  if body or (req.method ~= "GET" and req.method ~= "HEAD" and req.method ~= "DELETE") then
+  if body or (method ~= "GET" and method ~= "HEAD" and method ~= "DELETE") then
     lines[#lines + 1] = format("Content-Length: %d\r\n", body and #body or 0)
   end
   lines[#lines + 1] = "\r\n"
@@ -360,13 +359,13 @@ local function exchange(self, t, target, req, deadline)
     return nil, kind_of(err), "send failed: " .. tostring(err), reused and dropped(err)
   end
 
-  local status, headers, http10 = read_head(sock, deadline)
+  local status, answer, http10 = read_head(sock, deadline)
   if not status then
     sock:close()
-    local why, got_bytes = headers, http10
+    local why, got_bytes = answer, http10
     return nil, kind_of(why), "no answer: " .. tostring(why), reused and not got_bytes and dropped(why)
   end
-  local data, reusable = read_body(self, sock, status, headers, req.method, deadline)
+  local data, reusable = read_body(self, sock, status, answer, method, deadline)
   if not data then
     sock:close()
     if reusable == "cap" then
@@ -374,19 +373,16 @@ local function exchange(self, t, target, req, deadline)
     end
     return nil, kind_of(reusable), "reading the answer failed: " .. tostring(reusable)
   end
-  local conn = headers.connection and lower(headers.connection) or ""
-  if req.once or not reusable or find(conn, "close", 1, true)
+  local conn = answer.connection and lower(answer.connection) or ""
+  if once or not reusable or find(conn, "close", 1, true)
       or (http10 and not find(conn, "keep-alive", 1, true)) then
     sock:close()
   else
     sock:setkeepalive(self.keepalive_ms)
   end
-  return { status = status, headers = headers, body = data }
+  return status, data, answer
 end
 
--- req: method, url, headers (complete list of header lines), body, timeout
--- (seconds left for this attempt), once (never sent twice, see exchange). Returns {status, headers, body} or
--- nil, kind, message.
 -- Whether a call can be made here and now: true, or nil, kind, message. The
 -- client asks before anything that could wait (the history rate limit).
 function _M:usable()
@@ -402,18 +398,23 @@ function _M:usable()
   return true
 end
 
-function _M:request(req)
+-- The transport contract (see qiwi.transport.curl): method, url, the
+-- complete list of header lines, body, timeout (seconds left for this
+-- attempt), once (never sent twice, see exchange) -> status, body, headers,
+-- or nil, kind, message.
+function _M:request(method, url, headers, body, timeout, once)
   local usable, ukind, umessage = self:usable()
   if not usable then return nil, ukind, umessage end
-  local t, target = parse_url(self, req.url)
+  local t, target = parse_url(self, url)
   if not t then return nil, "argument", "cannot use this URL inside nginx (an http(s) URL with a host name is needed)" end
-  local deadline = monotonic() + (req.timeout or self.timeout)
-  local res, kind, message, retry = exchange(self, t, target, req, deadline)
-  if not res and retry and not req.once and monotonic() < deadline then
-    res, kind, message = exchange(self, t, target, req, deadline)
+  local deadline = monotonic() + (timeout or self.timeout)
+  local status, data, answer, retry = exchange(self, t, target, method, headers, body, once, deadline)
+  -- a kept-alive connection that died before answering processed nothing:
+  -- one more try on a new one, for what may be repeated
+  if not status and retry and not once and monotonic() < deadline then
+    status, data, answer = exchange(self, t, target, method, headers, body, once, deadline)
   end
-  if not res then return nil, kind, message end
-  return res
+  return status, data, answer
 end
 
 -- Pooled connections belong to the worker, not to one client: nothing to do.
