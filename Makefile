@@ -31,7 +31,8 @@ OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 # instead would make apt remove libnginx-mod-http-lua.
 DEB_PKGS := make gcc openssl lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev \
             lua-cjson lua-busted nginx libnginx-mod-http-lua \
-            lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev
+            lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev \
+            lua-check
 
 # Every Lua the core is built and tested for, each into build/<lua>/.
 LUAS     := lua5.1 lua5.3 lua5.4 luajit
@@ -82,9 +83,10 @@ test: deps
 	for l in $(LUAS); do \
 	  run $$l $$l /usr/bin/busted --run=default --cpath="build/$$l/?.so" --exclude-tags=nginx; \
 	done; \
-	run nginx lua5.4 /usr/bin/busted --run=default --cpath="build/lua5.4/?.so" --tags=nginx
+	run nginx lua5.4 /usr/bin/busted --run=default --cpath="build/lua5.4/?.so" --tags=nginx; \
+	run lint luacheck --no-color lua spec examples
 	@$(MAKE) --no-print-directory ci-extra CI_SUMMARY=no
-	@$(call TEST_SUMMARY,$(LUAS) nginx sanitize)
+	@$(call TEST_SUMMARY,$(LUAS) nginx lint sanitize)
 
 # examples/openresty in the foreground against the fake QIWI, from a new
 # temporary prefix (pid, logs, temp files); Ctrl-C stops it. Its README says
@@ -95,7 +97,8 @@ openresty-example: deps
 
 .PHONY: openresty-example
 
-lint:
+# luacheck over the Lua layer, the specs and the examples; part of make test.
+lint: deps
 	luacheck lua spec examples
 
 # Sanitizers and fuzzing run on Lua 5.4 with clang; the packages come in
@@ -188,6 +191,7 @@ TEST_SUMMARY = echo "== summary"; passed=0; failed=0; \
 	  line=$$(grep -aE '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / ' build/test/$$n.log 2>/dev/null | tail -1); \
 	  rc=$$(cat build/test/$$n.rc 2>/dev/null || echo unknown); \
 	  set -- $$line; p=$${1:-0}; f=$$(( $${4:-0} + $${7:-0} )); \
+	  [ -n "$$line" ] || line=$$(grep -a '^Total: ' build/test/$$n.log 2>/dev/null | tail -1); \
 	  if [ "$$rc" != 0 ] && [ $$f = 0 ]; then f=1; line="$${line:-no count from busted}; exit status $$rc, counted as 1 failed"; fi; \
 	  passed=$$((passed + p)); failed=$$((failed + f)); \
 	  printf '%-13s %s\n' $$n "$$line"; \

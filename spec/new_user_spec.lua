@@ -82,3 +82,59 @@ backends.each(function(make)
     end)
   end)
 end)
+
+describe("what the reference promises", function()
+  local args = require "qiwi.args"
+
+  it("dates that do not exist are refused", function()
+    assert.is_nil(args.day("1998-13-45"))
+    assert.is_nil(args.day("1900-02-29"))
+    assert.equal("2000-02-29", args.day("2000-02-29"))
+    assert.is_nil(args.date("2021-02-31T00:00:00+03:00"))
+    assert.truthy(args.date("2020-02-29T00:00:00+03:00"))
+    local c = assert(qiwi.new { token = "test-token", wallet = "79111234567", transport = qiwi.fake.new {} })
+    local _, err = c:identify { birth_date = "1998-02-30", first_name = "A", last_name = "B", passport = "4400111222" }
+    assert.equal("argument", err.kind)
+  end)
+
+  it("payment_form_url takes currency 643 only, with an amount, and says 99999.99", function()
+    assert.is_nil((qiwi.payment_form_url { amount = 1, currency = 840 }))
+    assert.is_nil((qiwi.payment_form_url { currency = 643 }))
+    assert.matches("currency=643", qiwi.payment_form_url { amount = 1, currency = 643 }, 1, true)
+    local _, err = qiwi.payment_form_url { amount = 100000 }
+    assert.matches("99999.99", err.message, 1, true)
+  end)
+
+  it("compositions refuse extra arguments like the methods that are one request", function()
+    local c = assert(qiwi.new { token = "test-token", wallet = "79111234567", transport = qiwi.fake.new {} })
+    for _, call in ipairs {
+      function() return c:accounts(1) end,
+      function() return c:transfer({ to = "79990001122", amount = 1 }, 5) end,
+      function() return c:buy_card("d63a8729-f5c8-486f-907d-9fb8758afcfc", {}, 1) end,
+    } do
+      local res, err = call()
+      assert.is_nil(res)
+      assert.equal("argument", err.kind)
+      assert.matches("argument", err.message, 1, true)
+    end
+    local iter = c:payments({}, 1)
+    local p, err = iter()
+    assert.is_nil(p)
+    assert.equal("argument", err.kind)
+  end)
+
+  it("a history limit is shared by the clients of a Lua state", function()
+    local wallet = "79990000001" -- a wallet no other spec's client counts
+    local f = qiwi.fake.new { wallet = wallet }
+    local function new()
+      return assert(qiwi.new { token = "test-token", wallet = wallet, transport = f,
+                               history_rate = { limit = 100, window = 60 } })
+    end
+    local a, b = new(), new()
+    assert(a:history { rows = 1 })
+    assert(b:history { rows = 1 })
+    assert(a:history { rows = 1 })
+    assert.equal(a._history_rate.windows, b._history_rate.windows)
+    assert.equal(3, a._history_rate.windows[wallet].n)
+  end)
+end)

@@ -242,7 +242,9 @@ describe("qiwi.webhook.verify: bounded work", function()
     for i, b in ipairs(cases) do
       assert.is_true(#b <= qiwi.webhook.MAX_BODY, i)
       local dt = timed(b)
-      assert.is_true(dt < 0.05, ("case %d: verify took %.1f ms"):format(i, dt * 1000))
+      -- a guard against work that grows faster than the body, not a speed
+      -- goal (those are make bench's): quadratic scanning took seconds here
+      assert.is_true(dt < 0.5, ("case %d: verify took %.1f ms"):format(i, dt * 1000))
     end
   end)
 

@@ -5,7 +5,7 @@
 -- a bad argument always becomes an `argument` error before any request is sent.
 local _M = {}
 
-local floor, type, tostring, tonumber = math.floor, type, tostring, tonumber
+local floor, type, tonumber = math.floor, type, tonumber
 local find, format, match, gsub = string.find, string.format, string.match, string.gsub
 
 -- Lua 5.3+ has math.type; on 5.1/LuaJIT an integral float is the best we get.
@@ -167,6 +167,12 @@ local MSK = 3 * 3600
 -- and 9999-12-31, UTC) keep every date check a refusal instead.
 local MIN_TIME, MAX_TIME = -2208988800, 253402300799 - MSK
 
+-- Days in a month of the proleptic Gregorian calendar.
+local function days_in(y, m)
+  if m == 2 then return (y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)) and 29 or 28 end
+  return (m == 4 or m == 6 or m == 9 or m == 11) and 30 or 31
+end
+
 local function os_time_arg(v, min)
   if not is_integer(v) then return nil end
   if v < min or v > MAX_TIME then return nil end
@@ -189,7 +195,7 @@ function _M.date(v)
     match(v, "^(%d%d%d%d)%-(%d%d)%-(%d%d)T(%d%d):(%d%d):(%d%d)([%+%-])(%d%d):(%d%d)$")
   if not y then return nil, "must look like 2017-05-10T00:00:00+03:00" end
   y, mo, d, h, mi, s = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(s)
-  if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or s > 59
+  if mo < 1 or mo > 12 or d < 1 or d > days_in(y, mo) or h > 23 or mi > 59 or s > 59
       or tonumber(oh) > 14 or tonumber(om) > 59 then
     return nil, "is not a valid date"
   end
@@ -214,9 +220,10 @@ function _M.day(v)
     end
     return os.date("!%Y-%m-%d", v + MSK)
   end
-  if type(v) ~= "string" or not find(v, "^%d%d%d%d%-%d%d%-%d%d$") then
-    return nil, "must look like 1998-02-11"
-  end
+  local y, m, d = match(type(v) == "string" and v or "", "^(%d%d%d%d)%-(%d%d)%-(%d%d)$")
+  if not y then return nil, "must look like 1998-02-11" end
+  y, m, d = tonumber(y), tonumber(m), tonumber(d)
+  if m < 1 or m > 12 or d < 1 or d > days_in(y, m) then return nil, "is not a valid date" end
   return v
 end
 

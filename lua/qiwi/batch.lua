@@ -23,8 +23,7 @@ local attempt = require "qiwi.attempt"
 local client_mod = require "qiwi.client"
 
 local Client, row_methods = client_mod.Client, client_mod.row_methods
-local null = core.null
-local type, ipairs, pairs, tostring = type, ipairs, pairs, tostring
+local type, ipairs, tostring = type, ipairs, tostring
 local unpack = table.unpack or unpack
 
 local _M = {}
@@ -189,23 +188,7 @@ local function classify(self, call, i)
   return "sequential"
 end
 
--- Mirrors Client:accounts: an account with hasBalance=true and a null
--- balance is asked again with account_balance(alias).
-local function null_balance_aliases(res)
-  local list = {}
-  for _, acc in ipairs(type(res) == "table" and type(res.accounts) == "table" and res.accounts or {}) do
-    if type(acc) == "table" and acc.hasBalance == true and (acc.balance == null or acc.balance == nil) and type(acc.alias) == "string" then
-      list[#list + 1] = acc
-    end
-  end
-  return list
-end
-
-local function merge_balance(acc, again)
-  for _, a in ipairs(type(again) == "table" and type(again.accounts) == "table" and again.accounts or {}) do
-    if type(a) == "table" and a.alias == acc.alias and a.balance ~= nil then acc.balance = a.balance end
-  end
-end
+local null_balance_aliases, merge_balance = client_mod.null_balances, client_mod.merge_balance
 
 local function check_opts(self, opts)
   if opts == nil then return DEFAULT_CONCURRENCY end

@@ -279,8 +279,10 @@ local CARD_ID = { "card_id", "card_id", "path", "digits", required = true }
 P.master_cards = {
   method = "GET", path = "/cards/v1/cards", const = { { "query.vas-alias", "qvc-master" } },
 }
-P.block_card = { method = "PUT", path = "/cards/v2/persons/{w}/cards/{card_id}/block", args = { "card_id" }, params = { CARD_ID } }
-P.unblock_card = { method = "PUT", path = "/cards/v2/persons/{w}/cards/{card_id}/unblock", args = { "card_id" }, params = { CARD_ID } }
+P.block_card = { method = "PUT", path = "/cards/v2/persons/{w}/cards/{card_id}/block", args = { "card_id" },
+                 params = { CARD_ID } }
+P.unblock_card = { method = "PUT", path = "/cards/v2/persons/{w}/cards/{card_id}/unblock", args = { "card_id" },
+                   params = { CARD_ID } }
 P.card_details = {
   method = "PUT", path = "/cards/v1/cards/{card_id}/details", args = { "card_id", "operation_id" },
   params = { CARD_ID, { "operation_id", "operationId", "body", "uuid", generate = "uuid" } },

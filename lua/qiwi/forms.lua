@@ -39,7 +39,7 @@ function _M.payment_form_url(o)
   if o.amount ~= nil then
     local k, kerr = args.kopecks(o.amount)
     if not k then return fail("amount " .. kerr) end
-    if k > 9999999 then return fail("amount must be at most 99999 (the form's limit)") end
+    if k > 9999999 then return fail("amount must be at most 99999.99 (the form's limit)") end
     q[#q + 1] = "amountInteger=" .. string.format("%d", math.floor(k / 100))
     q[#q + 1] = "amountFraction=" .. string.format("%d", k % 100)
   end
@@ -48,6 +48,11 @@ function _M.payment_form_url(o)
     local c, cerr = args.string(o.comment, { max = 500 })
     if not c then return fail("comment " .. cerr) end
     q[#q + 1] = e("extra['comment']") .. "=" .. e(c)
+  end
+  if o.currency ~= nil then
+    -- QIWI's docs: a constant, 643, sent whenever an amount is
+    if args.currency(o.currency) ~= "643" then return fail("currency must be 643 (the form's only currency)") end
+    if o.amount == nil then return fail("currency goes with amount") end
   end
   if o.amount ~= nil then q[#q + 1] = "currency=643" end
   if o.blocked ~= nil then

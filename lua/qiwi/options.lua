@@ -106,7 +106,8 @@ local function check_options(opts)
   if opts.p2p_secret_key ~= nil then
     if type(opts.p2p_secret_key) ~= "string" or #opts.p2p_secret_key < MIN_SECRET
         or find(opts.p2p_secret_key, "[%z\1-\32\127]") then
-      return nil, format("p2p_secret_key must be a string of at least %d characters without spaces or control characters", MIN_SECRET)
+      return nil, format("p2p_secret_key must be a string of at least %d characters"
+        .. " without spaces or control characters", MIN_SECRET)
     end
     o.p2p_secret_key = opts.p2p_secret_key
   end

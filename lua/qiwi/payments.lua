@@ -5,7 +5,7 @@ local args = require "qiwi.args"
 local endpoints = require "qiwi.endpoints"
 local key_name = require("qiwi.options").key_name
 
-local type, pairs, ipairs, next, tostring = type, pairs, ipairs, next, tostring
+local type, pairs, ipairs, next = type, pairs, ipairs, next
 
 local Client = {}
 
@@ -234,7 +234,8 @@ function Client:buy_card(order_id, o)
   if not args.uuid(order_id) then return arg_error(self, "order_id must be a UUID like 920fa383-6209-4743-a5d1-883f473f7f95") end
   local amount = o.amount or (self._order_prices and self._order_prices[order_id])
   if amount == nil then
-    return arg_error(self, "amount is required (the price from submit_card_order) when the order was not submitted by this client")
+    return arg_error(self, "amount is required (the price from submit_card_order)"
+      .. " when the order was not submitted by this client")
   end
   local ok, cerr = check_common(self, { amount = amount, id = o.id })
   if not ok then return nil, cerr end

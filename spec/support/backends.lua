@@ -88,7 +88,7 @@ function _M.https_backend()
     if o.wallet == false then o.wallet = nil end
     return assert(qiwi.new(o))
   end
-  function b:requests()
+  function b.requests(_)
     local out = {}
     for i, r in ipairs(srv:requests()) do out[i] = normalise(r) end
     return out
@@ -97,7 +97,7 @@ function _M.https_backend()
     local r = self:requests()
     return r[#r]
   end
-  function b:call(method, ...)
+  function b.call(_, method, ...)
     return srv:call(method, ...)
   end
   b:reset()

@@ -73,6 +73,11 @@ local STATUS_TEXT = {
 }
 H.STATUS_TEXT = STATUS_TEXT
 
+-- The docs' Russian text for payment error 319 (wallet status does not allow
+-- the payment): the fake's answer while outgoing payments are restricted.
+H.RESTRICTED_TEXT = "Ваш статус кошелька не позволяет совершить платеж."
+  .. " Повысьте статус кошелька: укажите паспортные данные."
+
 function H.reply(status, value, headers)
   local h = { ["content-type"] = JSON_CT }
   for k, v in pairs(headers or {}) do h[k] = v end

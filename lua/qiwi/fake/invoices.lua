@@ -188,7 +188,7 @@ return function(H)
       end
       if f.state.restricted then
         return H.ok { invoice_status = "PAYMENT_ERROR_STATUS", is_sms_confirm = false,
-                      WALLET_ACCEPT_PAY_RESULT = { errorCode = "319", message = "Ваш статус кошелька не позволяет совершить платеж. Повысьте статус кошелька: укажите паспортные данные." } }
+                      WALLET_ACCEPT_PAY_RESULT = { errorCode = "319", message = H.RESTRICTED_TEXT } }
       end
       acc.kopecks = acc.kopecks - b.kopecks
       b.status = "PAID"

@@ -19,7 +19,7 @@ return function(H)
   local SINAP = "sinap"
 
   local function e400(code, msg) return H.sinap_err(400, code, msg) end
-  local RESTRICTED_TEXT = "Ваш статус кошелька не позволяет совершить платеж. Повысьте статус кошелька: укажите паспортные данные."
+  local RESTRICTED_TEXT = H.RESTRICTED_TEXT
 
   -- "+7…" or digits of a wallet / phone number in international format.
   local function wallet_number(s)
