@@ -320,19 +320,22 @@ end)
 describe("core.multi", function()
   it("refuses requests it cannot send, per request", function()
     local m = core.multi {}
-    local id = assert(m:headers { "Accept: application/json" })
-    local res = m:perform({ { method = "GET", url = "https://127.0.0.1:1/\r\nX: y", headers = id },
-                            { method = "GET" },
-                            { method = "GET", url = "https://127.0.0.1:1/", headers = 99 },
-                            "nothing" }, 1)
-    for i = 1, 4 do assert.equal("argument", res[i].kind) end
-    local nothing, kind = m:headers { "Bad: header\n" }
+    local hl = assert(core.header_list { "Accept: application/json" })
+    local res = m:send_all({ { "GET", "https://127.0.0.1:1/\r\nX: y", hl },
+                             { "GET" },
+                             { "GET", "https://127.0.0.1:1/", 99 },
+                             "nothing" }, 1)
+    for i = 1, 4 do
+      assert.is_nil(res[i][1])
+      assert.equal("argument", res[i][2])
+    end
+    local nothing, kind = core.header_list { "Bad: header\n" }
     assert.is_nil(nothing)
     assert.equal("argument", kind)
     m:close()
     assert.is_true(m:closed())
     m:close()
-    local r, k = m:perform({}, 1)
+    local r, k = m:send_all({}, 1)
     assert.is_nil(r)
     assert.equal("argument", k)
   end)

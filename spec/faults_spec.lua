@@ -492,9 +492,10 @@ describe("fault battery over HTTPS", function()
       end)
 
       it("the core session refuses http:// unless the session allows it", function()
-        local s = core.session { headers = { "Authorization: Bearer " .. TOKEN } }
-        local status, kind, message = s:request("GET", "http://127.0.0.1:" .. port .. "/funding-sources/v2/persons/"
-                                                .. WALLET .. "/accounts")
+        local s = core.session {}
+        local hl = assert(core.header_list { "Authorization: Bearer " .. TOKEN })
+        local status, kind, message = s:send("GET", "http://127.0.0.1:" .. port .. "/funding-sources/v2/persons/"
+                                             .. WALLET .. "/accounts", hl)
         s:close()
         assert.is_nil(status)
         assert.equal("network", kind)

@@ -4,23 +4,20 @@
  * The multi handle lives as long as the client, so its connection cache (and
  * with it the TLS connection, multiplexed over HTTP/2 when the server speaks
  * it) carries over from one batch to the next. Easy handles are pooled and
- * configured once; header sets are turned into curl_slists once, when
- * registered, and referred to by number afterwards.
+ * configured once (by the HTTP layer, http.c, as the session's is).
  *
- * perform() works in two phases: first every transfer runs to completion
- * without touching Lua, then the answers are pushed (and decoded). So a Lua
- * error while building results (out of memory) can never leave a transfer
- * attached to the multi handle or the object marked busy. */
+ * A batch works in two phases: first every transfer runs to completion
+ * without touching Lua, then the answers are pushed. So a Lua error while
+ * building results (out of memory) can never leave a transfer attached to
+ * the multi handle or the object marked busy. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <curl/curl.h>
 #include "compat.h"
-#include "json.h"
-#include "session.h"
+#include "http.h"
 #include "batch.h"
 
-#define DEFAULT_MAX_BODY (10u * 1024u * 1024u)
 #define MAX_CONCURRENCY 256
 /* Connections the cache keeps between batches: one suffices over HTTP/2;
  * the rest is for HTTP/1.1 servers, where every concurrent call has its own. */
@@ -33,9 +30,7 @@ typedef struct {
 } xfer;
 
 typedef struct {
-  const char *method, *url, *body;  /* borrowed from the request table during perform */
-  size_t body_len;
-  int hid, decode, once;
+  qiwi_http_req req;                /* strings borrowed from the request table during a batch */
   const char *invalid;              /* static message: refused before sending */
   CURLcode rc;
   long status;
@@ -47,16 +42,12 @@ typedef struct {
   CURLM *multi;                     /* NULL when closed */
   xfer **pool;                      /* allocated one by one: libcurl keeps pointers into them */
   int npool;
-  struct curl_slist **sets;         /* header sets; id = index + 1 */
-  int nsets;
   item *items;
   size_t cap_items;
-  struct curl_slist *resolve;
-  char *ca, *ua;
-  long timeout_ms, connect_timeout_ms;
-  size_t max_body;
-  int allow_http, http2, busy;
-  long connects, h2, transfers;     /* of the last perform */
+  qiwi_http_config cfg;
+  qiwi_no_expect no_expect;         /* the list of a request without one */
+  int http2, busy;
+  long connects, h2, transfers;     /* of the last batch */
 } multi;
 
 static multi *check_multi(lua_State *L) {
@@ -67,16 +58,6 @@ static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static char *dup_string(const char *s) {
-  size_t n;
-  char *d;
-  if (s == NULL) return NULL;
-  n = strlen(s) + 1;
-  d = malloc(n);
-  if (d) memcpy(d, s, n);
-  return d;
 }
 
 static void item_release(item *it) {
@@ -101,19 +82,11 @@ static void multi_release(multi *m) {
   m->npool = 0;
   if (m->multi) curl_multi_cleanup(m->multi);
   m->multi = NULL;
-  for (i = 0; i < m->nsets; i++) curl_slist_free_all(m->sets[i]);
-  free(m->sets);
-  m->sets = NULL;
-  m->nsets = 0;
   for (k = 0; k < m->cap_items; k++) item_release(&m->items[k]);
   free(m->items);
   m->items = NULL;
   m->cap_items = 0;
-  curl_slist_free_all(m->resolve);
-  m->resolve = NULL;
-  free(m->ca);
-  free(m->ua);
-  m->ca = m->ua = NULL;
+  qiwi_http_config_free(&m->cfg);
 }
 
 static int multi_close(lua_State *L) {
@@ -133,101 +106,34 @@ static int multi_tostring(lua_State *L) {
   return 1;
 }
 
-static int fail(lua_State *L, const char *kind, const char *msg) {
-  lua_pushnil(L);
-  lua_pushstring(L, kind);
-  lua_pushstring(L, msg);
-  return 3;
-}
-
-/* multi{connect_timeout=, timeout=, ca_file=, user_agent=, resolve={...},
- *       allow_http=false, max_body=, http2=true} */
+/* multi{connect_timeout=, timeout=, ca_file=, resolve={...}, allow_http=false,
+ *       max_body=, http2=true}
+ * No headers: every request brings its complete header_list. */
 int qiwi_multi_new(lua_State *L) {
   multi *m;
-  const char *err = NULL;
-  lua_Integer max_body = DEFAULT_MAX_BODY;
 
   if (lua_isnoneornil(L, 1)) { lua_settop(L, 0); lua_newtable(L); }
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
 
+  /* Born closed: if anything below fails, __gc has nothing to free twice. */
   m = qiwi_newuserdata(L, sizeof *m);
   memset(m, 0, sizeof *m);
   qiwi_setmetatable(L, QIWI_MULTI_MT);
+  qiwi_no_expect_init(&m->no_expect);
 
-  m->timeout_ms = qiwi_opt_ms(L, 1, "timeout", 30000);
-  m->connect_timeout_ms = qiwi_opt_ms(L, 1, "connect_timeout", 10000);
-  lua_getfield(L, 1, "allow_http");
-  m->allow_http = lua_toboolean(L, -1);
-  lua_pop(L, 1);
   lua_getfield(L, 1, "http2");
   m->http2 = lua_isnil(L, -1) || lua_toboolean(L, -1);
   lua_pop(L, 1);
-  lua_getfield(L, 1, "max_body");
-  if (!lua_isnil(L, -1)) {
-    lua_Number n = luaL_checknumber(L, -1);
-    if (!(n >= 1 && n <= 1024.0 * 1024 * 1024)) return luaL_error(L, "multi option 'max_body' out of range");
-    max_body = (lua_Integer)n;
-  }
-  lua_pop(L, 1);
-  m->max_body = (size_t)max_body;
-
-  /* copied: the options table may be gone long before the last batch */
-  {
-    const char *ca = qiwi_opt_string(L, 1, "ca_file"), *ua = qiwi_opt_string(L, 1, "user_agent");
-    m->ca = dup_string(ca);
-    m->ua = dup_string(ua);
-    if ((ca && !m->ca) || (ua && !m->ua)) err = "out of memory";
-  }
-  if (err == NULL) {
-    lua_getfield(L, 1, "resolve");
-    err = qiwi_append_header_list(L, lua_gettop(L), &m->resolve);
-    lua_pop(L, 1);
-  }
-  if (err != NULL) {
-    multi_release(m);
-    return luaL_error(L, "multi: %s", err);
-  }
+  qiwi_http_config_read(L, 1, &m->cfg, "multi");
 
   m->multi = curl_multi_init();
   if (m->multi == NULL) {
     multi_release(m);
-    return fail(L, "network", "curl_multi_init failed");
+    return qiwi_http_fail(L, "network", "curl_multi_init failed", "CURLE_FAILED_INIT");
   }
   curl_multi_setopt(m->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, KEEP_CONNECTIONS);
-  return 1;
-}
-
-/* multi:headers({"Name: value", ...}) -> id: a constant header set, turned
- * into a curl_slist once and used by number in perform(). */
-static int multi_headers(lua_State *L) {
-  multi *m = check_multi(L);
-  struct curl_slist *list = NULL, *next;
-  struct curl_slist **sets;
-  const char *err;
-  luaL_checktype(L, 2, LUA_TTABLE);
-  if (m->multi == NULL) return fail(L, "argument", "multi is closed");
-  err = qiwi_append_header_list(L, 2, &list);
-  if (err != NULL) {
-    curl_slist_free_all(list);
-    return fail(L, "argument", err);
-  }
-  /* libcurl sends "Expect: 100-continue" for big bodies; QIWI gains nothing from the extra round trip. */
-  next = curl_slist_append(list, "Expect:");
-  if (next == NULL) {
-    curl_slist_free_all(list);
-    return fail(L, "network", "out of memory");
-  }
-  list = next;
-  sets = realloc(m->sets, (size_t)(m->nsets + 1) * sizeof *sets);
-  if (sets == NULL) {
-    curl_slist_free_all(list);
-    return fail(L, "network", "out of memory");
-  }
-  m->sets = sets;
-  m->sets[m->nsets++] = list;
-  lua_pushinteger(L, m->nsets);
   return 1;
 }
 
@@ -238,11 +144,9 @@ static xfer *new_xfer(multi *m) {
   x->item = -1;
   x->easy = curl_easy_init();
   if (x->easy == NULL) { free(x); return NULL; }
-  /* body/head buffers are the item's, set per transfer */
-  rc = qiwi_easy_setup(x->easy, x->errbuf, NULL, NULL, m->allow_http, m->ca, m->ua, m->resolve);
+  rc = qiwi_http_setup(x->easy, x->errbuf, &m->cfg);
 #define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(x->easy, opt, val)
   SET(CURLOPT_PRIVATE, (void *)x);
-  SET(CURLOPT_CONNECTTIMEOUT_MS, m->connect_timeout_ms);
   SET(CURLOPT_HTTP_VERSION, m->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
   /* Wait for the first connection to learn whether it multiplexes, instead
    * of opening one connection per concurrent call. */
@@ -269,64 +173,57 @@ static xfer *idle_xfer(multi *m) {
   return m->pool[m->npool++];
 }
 
-/* Reads request i of the table at idx into it; sets it->invalid for a
- * request that cannot be sent. Borrowed strings stay referenced by the table. */
-static void read_request(lua_State *L, multi *m, int idx, lua_Integer i, item *it) {
-  size_t url_len, method_len;
-  lua_Integer hid;
-  item_release(it);   /* left over when building the last results raised */
+/* Empties it for request i of a batch; frees what a batch whose results
+ * raised while being built left behind. */
+static void item_reset(item *it) {
+  item_release(it);
   memset(it, 0, sizeof *it);
+}
+
+/* The checks of a request's method and URL; NULL or a static message. */
+static const char *bad_target(const qiwi_http_req *r, size_t mlen, size_t ulen) {
+  if (r->url == NULL || r->method == NULL) return "request needs a method and a url";
+  if (qiwi_has_line_break(r->url, ulen) || qiwi_has_line_break(r->method, mlen))
+    return "URL or method contains CR, LF or NUL";
+  if (!qiwi_http_method_known(r->method, mlen)) return "method must be GET, POST, PUT, PATCH or DELETE";
+  return NULL;
+}
+
+/* Reads {method, url, hlist, body, once} (positional) of request i of the
+ * table at idx into it; sets it->invalid for a request that cannot be sent.
+ * Borrowed strings and the header_list stay referenced by the table, which
+ * the caller keeps on the stack for the whole batch. */
+static void read_request(lua_State *L, multi *m, int idx, lua_Integer i, item *it) {
+  size_t mlen = 0, ulen = 0;
+  int t;
+  item_reset(it);
   lua_rawgeti(L, idx, i);
   if (!lua_istable(L, -1)) { it->invalid = "request must be a table"; lua_pop(L, 1); return; }
-  lua_getfield(L, -1, "method");
-  lua_getfield(L, -2, "url");
-  lua_getfield(L, -3, "body");
-  lua_getfield(L, -4, "headers");
-  lua_getfield(L, -5, "decode");
-  lua_getfield(L, -6, "once");
-  it->once = lua_toboolean(L, -1);
-  it->decode = lua_toboolean(L, -2);
-  hid = lua_isnumber(L, -3) ? (lua_Integer)lua_tonumber(L, -3) : 0;
-  if (lua_type(L, -4) == LUA_TSTRING) it->body = lua_tolstring(L, -4, &it->body_len);
-  else if (!lua_isnil(L, -4)) it->invalid = "body must be a string";
-  if (lua_type(L, -5) == LUA_TSTRING) it->url = lua_tolstring(L, -5, &url_len);
-  if (lua_type(L, -6) == LUA_TSTRING) it->method = lua_tolstring(L, -6, &method_len);
-  lua_pop(L, 7);
-  if (it->invalid) return;
-  if (it->url == NULL || it->method == NULL) it->invalid = "request needs a method and a url";
-  else if (qiwi_has_line_break(it->url, url_len) || qiwi_has_line_break(it->method, method_len))
-    it->invalid = "URL or method contains CR, LF or NUL";
-  else if (hid < 0 || hid > m->nsets) it->invalid = "unknown header set";
-  else it->hid = (int)hid;
+  t = lua_gettop(L);
+  lua_rawgeti(L, t, 1);
+  lua_rawgeti(L, t, 2);
+  lua_rawgeti(L, t, 4);
+  lua_rawgeti(L, t, 5);
+  it->req.once = lua_toboolean(L, -1);
+  if (lua_type(L, -2) == LUA_TSTRING) it->req.body = lua_tolstring(L, -2, &it->req.body_len);
+  else if (!lua_isnil(L, -2)) it->invalid = "body must be a string";
+  if (lua_type(L, -3) == LUA_TSTRING) it->req.url = lua_tolstring(L, -3, &ulen);
+  if (lua_type(L, -4) == LUA_TSTRING) it->req.method = lua_tolstring(L, -4, &mlen);
+  lua_pop(L, 4);
+  if (it->invalid == NULL) it->invalid = bad_target(&it->req, mlen, ulen);
+  if (it->invalid == NULL) {
+    lua_rawgeti(L, t, 3);
+    it->invalid = qiwi_header_list_arg(L, t + 1, &m->no_expect.node, &it->req.headers);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
 }
 
 static CURLcode start_transfer(multi *m, xfer *x, item *it, long timeout_ms) {
-  CURLcode rc = CURLE_OK;
-  CURL *e = x->easy;
-  it->body_buf.max = m->max_body;
-  it->head_buf.max = 64 * 1024;
-  x->errbuf[0] = '\0';
-#define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val)
-  SET(CURLOPT_URL, it->url);
-  SET(CURLOPT_HTTPHEADER, it->hid ? m->sets[it->hid - 1] : (struct curl_slist *)NULL);
-  SET(CURLOPT_WRITEDATA, &it->body_buf);
-  SET(CURLOPT_HEADERDATA, &it->head_buf);
-  if (strcmp(it->method, "GET") == 0 && it->body == NULL) {
-    SET(CURLOPT_HTTPGET, 1L);
-    SET(CURLOPT_CUSTOMREQUEST, (char *)NULL);
-  } else if (it->body == NULL && strcmp(it->method, "POST") != 0) {
-    SET(CURLOPT_HTTPGET, 1L);
-    SET(CURLOPT_CUSTOMREQUEST, it->method);
-  } else {
-    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)it->body_len);
-    SET(CURLOPT_POSTFIELDS, it->body ? it->body : "");
-    SET(CURLOPT_CUSTOMREQUEST, strcmp(it->method, "POST") == 0 ? NULL : it->method);
-  }
-  SET(CURLOPT_TIMEOUT_MS, timeout_ms);
-  /* as in session:request: a request that must not be repeated gets a
-   * connection of its own, so that libcurl has nothing to re-send it on */
-  SET(CURLOPT_FRESH_CONNECT, it->once ? 1L : 0L);
-#undef SET
+  CURLcode rc;
+  it->req.timeout_ms = timeout_ms;
+  rc = qiwi_http_prepare(x->easy, &it->req, &it->body_buf, &it->head_buf, m->cfg.max_body, x->errbuf);
+  if (rc != CURLE_OK) qiwi_http_done(x->easy);
   return rc;
 }
 
@@ -340,10 +237,9 @@ static void finish_transfer(multi *m, xfer *x, CURLcode result) {
   m->connects += connects;
   if (version == CURL_HTTP_VERSION_2_0) m->h2++;
   m->transfers++;
-  if (result != CURLE_OK && x->errbuf[0]) it->err = dup_string(x->errbuf);
+  if (result != CURLE_OK && x->errbuf[0]) it->err = qiwi_strdup(x->errbuf);
   curl_multi_remove_handle(m->multi, x->easy);
-  /* POSTFIELDS points into a Lua string that may be collected after perform */
-  curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, (char *)NULL);
+  qiwi_http_done(x->easy);
   x->item = -1;
 }
 
@@ -387,81 +283,59 @@ static void run(multi *m, size_t n, int concurrency, double deadline) {
   }
 }
 
-static void push_result(lua_State *L, multi *m, item *it) {
-  if (it->invalid) {
-    lua_createtable(L, 0, 2);
-    lua_pushliteral(L, "argument");
-    lua_setfield(L, -2, "kind");
-    lua_pushstring(L, it->invalid);
-    lua_setfield(L, -2, "message");
-    return;
-  }
-  if (it->rc != CURLE_OK) {
-    lua_createtable(L, 0, 2);
-    if (it->rc == CURLE_WRITE_ERROR && it->body_buf.overflow) {
-      lua_pushliteral(L, "http");
-      lua_setfield(L, -2, "kind");
-      lua_pushfstring(L, "response body exceeds the %d byte cap", (int)m->max_body);
+/* {status, body, headers} | {nil, kind, message, code}. */
+static void push_result(lua_State *L, item *it) {
+  if (it->invalid || it->rc != CURLE_OK) {
+    lua_createtable(L, 4, 0);
+    if (it->invalid) {
+      lua_pushliteral(L, "argument");
+      lua_pushstring(L, it->invalid);
+      lua_pushliteral(L, QIWI_CODE_ARGUMENT);
     } else {
-      lua_pushstring(L, qiwi_curl_error_kind(it->rc));
-      lua_setfield(L, -2, "kind");
-      lua_pushstring(L, it->err ? it->err : curl_easy_strerror(it->rc));
+      qiwi_http_push_error(L, it->rc, it->err, &it->body_buf);
     }
-    lua_setfield(L, -2, "message");
+    lua_rawseti(L, -4, 4);
+    lua_rawseti(L, -3, 3);
+    lua_rawseti(L, -2, 2);
     return;
   }
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 3, 0);
   lua_pushinteger(L, (lua_Integer)it->status);
-  lua_setfield(L, -2, "status");
-  qiwi_push_headers(L, &it->head_buf);
-  if (it->decode && it->body_buf.len > 0 && qiwi_is_json_type(L, -1)) {
-    lua_setfield(L, -2, "headers");
-    if (qiwi_json_decode_buf(L, it->body_buf.data, it->body_buf.len,
-                             lua_upvalueindex(1), lua_upvalueindex(2))) {
-      lua_setfield(L, -2, "data");
-      lua_pushboolean(L, 1);
-      lua_setfield(L, -2, "decoded");
-    } else {
-      /* keep the raw text so the caller can show or log it */
-      lua_setfield(L, -2, "decode_error");
-      lua_pushlstring(L, it->body_buf.data, it->body_buf.len);
-      lua_setfield(L, -2, "body");
-    }
-    return;
-  }
-  lua_setfield(L, -2, "headers");
+  lua_rawseti(L, -2, 1);
   lua_pushlstring(L, it->body_buf.data ? it->body_buf.data : "", it->body_buf.len);
-  lua_setfield(L, -2, "body");
+  lua_rawseti(L, -2, 2);
+  qiwi_push_headers(L, &it->head_buf);
+  lua_rawseti(L, -2, 3);
 }
 
-/* multi:perform(requests, timeout, concurrency) -> results
- *   requests[i] = {method=, url=, headers=<id from multi:headers>, body=, decode=, once=}
- *                 (once: on a new connection, see session:request)
- *   results[i]  = {status=, headers=, data=, decoded=true}
- *               | {status=, headers=, body=, decode_error=}
- *               | {status=, headers=, body=}
- *               | {kind=, message=}       (no answer; kind as in session:request)
- * timeout (seconds) bounds the whole batch; at most `concurrency` transfers
- * run at once. */
-static int multi_perform(lua_State *L) {
+/* multi:send_all(reqs, timeout, concurrency) -> results | nil, kind, message, code
+ *   reqs[i]    = {method, url, hlist, body, once}   (positional; hlist a
+ *                qiwi.header_list or nil, body a string or nil, once: on a
+ *                connection of its own, see session:send)
+ *   results[i] = {status, body, headers}            (body a string, "" when empty)
+ *              | {nil, kind, message, code}         (no answer; see http.h)
+ * timeout (seconds, default the multi's) bounds the whole batch; at most
+ * `concurrency` (default 64, at most 256) transfers run at once. */
+static int multi_send_all(lua_State *L) {
   multi *m = check_multi(L);
   lua_Number tmo;
   lua_Integer conc;
   size_t n, i;
   double deadline;
   luaL_checktype(L, 2, LUA_TTABLE);
-  tmo = luaL_optnumber(L, 3, (lua_Number)m->timeout_ms / 1000.0);
+  tmo = luaL_optnumber(L, 3, (lua_Number)m->cfg.timeout_ms / 1000.0);
   conc = luaL_optinteger(L, 4, 64);
-  lua_settop(L, 2);
-  if (m->multi == NULL) return fail(L, "argument", "multi is closed");
-  if (m->busy) return fail(L, "argument", "multi is busy with another batch");
-  if (!(tmo > 0 && tmo <= 86400)) return fail(L, "argument", "timeout must be a positive number of seconds up to a day");
+  lua_settop(L, 2);  /* reqs stays here: it keeps every borrowed string and header_list alive */
+  if (m->multi == NULL) return qiwi_http_fail(L, "argument", "multi is closed", QIWI_CODE_ARGUMENT);
+  if (m->busy) return qiwi_http_fail(L, "argument", "multi is busy with another batch", QIWI_CODE_ARGUMENT);
+  if (!(tmo > 0 && tmo <= 86400))
+    return qiwi_http_fail(L, "argument", QIWI_BAD_TIMEOUT, QIWI_CODE_ARGUMENT);
   if (conc < 1) conc = 1;
   if (conc > MAX_CONCURRENCY) conc = MAX_CONCURRENCY;
   n = (size_t)qiwi_rawlen(L, 2);
   if (n > m->cap_items) {
     item *items = realloc(m->items, n * sizeof *items);
-    if (items == NULL) return fail(L, "network", "out of memory");
+    if (items == NULL) return qiwi_http_fail(L, "network", "out of memory", "CURLE_OUT_OF_MEMORY");
     memset(items + m->cap_items, 0, (n - m->cap_items) * sizeof *items);
     m->items = items;
     m->cap_items = n;
@@ -476,7 +350,7 @@ static int multi_perform(lua_State *L) {
 
   lua_createtable(L, (int)n, 0);
   for (i = 0; i < n; i++) {
-    push_result(L, m, &m->items[i]);
+    push_result(L, &m->items[i]);
     lua_rawseti(L, -2, (lua_Integer)(i + 1));
     /* answers are not kept: the next batch may be of another size */
     item_release(&m->items[i]);
@@ -484,7 +358,7 @@ static int multi_perform(lua_State *L) {
   return 1;
 }
 
-/* multi:stats() -> {transfers=, connects=, http2=} of the last perform:
+/* multi:stats() -> {transfers=, connects=, http2=} of the last batch:
  * connects counts new connections, http2 the transfers that used HTTP/2. */
 static int multi_stats(lua_State *L) {
   multi *m = check_multi(L);
@@ -499,8 +373,7 @@ static int multi_stats(lua_State *L) {
 }
 
 static const luaL_Reg meth[] = {
-  {"headers", multi_headers},
-  {"perform", multi_perform},
+  {"send_all", multi_send_all},
   {"stats", multi_stats},
   {"close", multi_close},
   {"closed", multi_closed},
@@ -515,13 +388,10 @@ static const luaL_Reg metameth[] = {
 };
 
 void qiwi_multi_register(lua_State *L) {
-  /* stack: ... null array_mt */
   luaL_newmetatable(L, QIWI_MULTI_MT);
   qiwi_setfuncs(L, metameth, 0);
-  lua_createtable(L, 0, 5);
-  lua_pushvalue(L, -4);
-  lua_pushvalue(L, -4);
-  qiwi_setfuncs(L, meth, 2);
+  lua_createtable(L, 0, 4);
+  qiwi_setfuncs(L, meth, 0);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }

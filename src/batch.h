@@ -6,9 +6,9 @@
 
 #define QIWI_MULTI_MT "qiwi.multi"
 
-/* Lua: multi{...} -> multi. Upvalues: null sentinel, array metatable. */
+/* Lua: multi{...} -> multi */
 int qiwi_multi_new(lua_State *L);
-/* Creates the multi metatable; expects null and array_mt on top of the stack (left there). */
+/* Creates the multi metatable. */
 void qiwi_multi_register(lua_State *L);
 
 #endif

@@ -7,9 +7,11 @@
 #include <unistd.h>
 #include "compat.h"
 #include "json.h"
+#include "http.h"
 #include "session.h"
 #include "batch.h"
 #include "crypto.h"
+#include "fs.h"
 
 static int null_tostring(lua_State *L) {
   lua_pushliteral(L, "qiwi.null");
@@ -52,8 +54,6 @@ static int core_getpid(lua_State *L) {
 static const luaL_Reg json_funcs[] = {
   {"json_decode", qiwi_json_decode},
   {"json_encode", qiwi_json_encode},
-  {"session", qiwi_session_new},
-  {"multi", qiwi_multi_new},
   {NULL, NULL}
 };
 
@@ -62,6 +62,9 @@ static const luaL_Reg plain_funcs[] = {
   {"base64_decode", qiwi_base64_decode},
   {"constant_time_equal", qiwi_constant_time_equal},
   {"curl_version", qiwi_curl_version},
+  {"header_list", qiwi_header_list_new},
+  {"session", qiwi_session_new},
+  {"multi", qiwi_multi_new},
   {"monotonic", core_monotonic},
   {"now_ms", core_now_ms},
   {"sleep", core_sleep},
@@ -101,10 +104,12 @@ QIWI_EXPORT int luaopen_qiwi_core(lua_State *L) {
   lua_pushvalue(L, -1);
   lua_setfield(L, -4, "array_mt");
 
-  qiwi_session_register(L);             /* uses the two upvalues on top */
+  qiwi_http_register(L);
+  qiwi_session_register(L);
   qiwi_multi_register(L);
   qiwi_setfuncs(L, json_funcs, 2);      /* pops null + array_mt */
   qiwi_setfuncs(L, plain_funcs, 0);
+  qiwi_fs_register(L);
 
   lua_pushstring(L, QIWI_CORE_VERSION);
   lua_setfield(L, -2, "version");

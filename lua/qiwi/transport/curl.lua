@@ -22,8 +22,28 @@
 -- that could wait), and t:close().
 local core = require "qiwi.core"
 
+local header_list = core.header_list
+
 local _M = {}
 local mt = { __index = _M }
+
+-- The libcurl header list built from a table of lines, once per table: the
+-- client hands the same table for every call of a row. Weak keys, so a
+-- client dropped takes its lists (which hold the token) along; shared by
+-- the libcurl transports and the batch of a Lua state.
+local lists = setmetatable({}, { __mode = "k" })
+
+-- The header_list userdata for `lines`, or nil, kind, message, code.
+function _M.header_list(lines)
+  local hl = lists[lines]
+  if hl then return hl end
+  local kind, message, code
+  hl, kind, message, code = header_list(lines)
+  if not hl then return nil, kind, message, code end
+  lists[lines] = hl
+  return hl
+end
+local list_for = _M.header_list
 
 -- opts: timeout, connect_timeout, ca_file, resolve (list of "host:port:ip"),
 -- allow_http, max_body
@@ -32,7 +52,13 @@ function _M.new(opts)
 end
 
 function _M:request(method, url, headers, body, timeout, once)
-  return self.session:request(method, url, headers, body, false, timeout, once == true)
+  local hl
+  if headers then
+    local kind, message, code
+    hl, kind, message, code = list_for(headers)
+    if not hl then return nil, kind, message, code end
+  end
+  return self.session:send(method, url, hl, body, timeout, once == true)
 end
 
 function _M:close()

@@ -1,0 +1,162 @@
+/* The HTTP layer under qiwi.core.session (session.c) and qiwi.core.multi
+ * (batch.c): everything about a libcurl transfer the two share, so that the
+ * TLS, redirect and protocol policy, the body cap, the method mapping, the
+ * answer headers and the shape of a failure live in one place.
+ *
+ * A failure is, everywhere (session:send, multi:send_all, core.header_list,
+ * a results[i] of send_all):
+ *   nil, kind, message, code
+ *   kind    "network" | "timeout" | "tls" | "http" | "argument"
+ *   message one line: libcurl's error buffer, or our own text
+ *   code    always a string:
+ *           "CURLE_..."       the name of the CURLcode libcurl returned
+ *                             ("CURLE_<number>" for a code this build does not name)
+ *           "QIWI_BODY_CAP"   the answer body was over max_body (kind "http").
+ *                             Our own code rather than CURLE_WRITE_ERROR: libcurl
+ *                             gives that one for any refused write (a failed
+ *                             realloc as well), and a caller must be able to
+ *                             tell "the server sent too much" from "we broke".
+ *           "QIWI_ARGUMENT"   refused before libcurl saw it (kind "argument":
+ *                             closed, busy, CR/LF in the URL, unknown method, ...)
+ * No JSON in here: the body goes back as text, and the Lua layer decodes it
+ * (qiwi.answer), so that every transport answers alike. */
+#ifndef QIWI_HTTP_H
+#define QIWI_HTTP_H
+
+#include <stddef.h>
+#include <curl/curl.h>
+#include "compat.h"
+
+#define QIWI_HEADER_LIST_MT "qiwi.header_list"
+
+#define QIWI_DEFAULT_MAX_BODY (10u * 1024u * 1024u)
+#define QIWI_MAX_HEAD (64u * 1024u)          /* cap of one answer's header block */
+#define QIWI_KEEP_BUFFER (256u * 1024u)      /* larger buffers are released after a call */
+
+#define QIWI_BAD_TIMEOUT "timeout must be a positive number of seconds up to a day"
+
+#define QIWI_CODE_BODY_CAP "QIWI_BODY_CAP"
+#define QIWI_CODE_ARGUMENT "QIWI_ARGUMENT"
+
+/* Once-only curl_global_init; returns 0 on success. */
+int qiwi_curl_global_init(void);
+/* Lua: curl_version() -> string */
+int qiwi_curl_version(lua_State *L);
+
+/* ---- one answer's body or header block ---------------------------------- */
+
+typedef struct {
+  char *data;
+  size_t len, cap, max;
+  int overflow;                      /* an append went past max */
+} qiwi_buffer;
+
+void qiwi_buffer_free(qiwi_buffer *b);
+/* Empties b for the next answer, releasing it when it grew past QIWI_KEEP_BUFFER. */
+void qiwi_buffer_trim(qiwi_buffer *b);
+
+/* ---- what a client's handles are configured with ------------------------ */
+
+typedef struct {
+  long timeout_ms, connect_timeout_ms;
+  size_t max_body;
+  int allow_http;
+  char *ca;                          /* owned copy, NULL when not given */
+  struct curl_slist *resolve;        /* "host:port:address" lines */
+} qiwi_http_config;
+
+/* Reads timeout=, connect_timeout=, ca_file=, allow_http=, max_body=,
+ * resolve= from the options table at t into a zeroed *cfg. A bad
+ * value raises ("<what> option '...'"), as do out-of-memory and a bad
+ * resolve list ("<what>: ..."); whatever was read before stays in *cfg for
+ * qiwi_http_config_free, so cfg must live in the (born closed) userdata. */
+void qiwi_http_config_read(lua_State *L, int t, qiwi_http_config *cfg, const char *what);
+void qiwi_http_config_free(qiwi_http_config *cfg);
+
+/* The options every easy handle of the core gets: no signals, TLS peer and
+ * host verification, the CA file, no redirects (a redirect must never carry
+ * the token elsewhere), https only unless allow_http, the resolve list,
+ * connect and default total timeouts, keep-alive, any content encoding, our
+ * body/header callbacks, errbuf as the error buffer. Proxies: libcurl's
+ * default, i.e. the *_proxy environment variables are honoured, as before
+ * this layer existed. No CURLOPT_USERAGENT, ever: without it libcurl sends
+ * no User-Agent, so the one that goes out is the caller's header list's and
+ * a request without a list carries none. */
+CURLcode qiwi_http_setup(CURL *easy, char *errbuf, const qiwi_http_config *cfg);
+
+/* ---- one request --------------------------------------------------------- */
+
+typedef struct {
+  const char *method, *url, *body;   /* body NULL: none */
+  size_t body_len;
+  struct curl_slist *headers;        /* must outlive the transfer */
+  long timeout_ms;
+  int once;                          /* on a connection of its own (CURLOPT_FRESH_CONNECT) */
+} qiwi_http_req;
+
+/* Sets the request's options on easy and readies body/head (emptied, capped
+ * at max_body and QIWI_MAX_HEAD) and errbuf for the answer.
+ * Method mapping: GET without body -> a plain GET; POST -> POST with the body
+ * ("" when none); any other method without body -> that method, no body;
+ * with a body -> POSTFIELDS under that method. */
+CURLcode qiwi_http_prepare(CURL *easy, const qiwi_http_req *r, qiwi_buffer *body,
+                           qiwi_buffer *head, size_t max_body, char *errbuf);
+/* After the transfer: drops the pointers into Lua memory (POSTFIELDS points
+ * into a Lua string, HTTPHEADER into a header_list) that may be collected
+ * once we return. */
+void qiwi_http_done(CURL *easy);
+
+/* GET, POST, PUT, PATCH or DELETE: the methods the QIWI API uses. */
+int qiwi_http_method_known(const char *m, size_t len);
+int qiwi_has_line_break(const char *s, size_t len);
+
+/* ---- answers and failures ------------------------------------------------ */
+
+/* Pushes {lower-case name = value} of the headers the library reads
+ * (content-type, retry-after); repeated names joined with ", ". */
+void qiwi_push_headers(lua_State *L, const qiwi_buffer *b);
+
+/* "timeout", "tls" or "network". */
+const char *qiwi_curl_error_kind(CURLcode rc);
+/* "CURLE_COULDNT_CONNECT", ...; NULL for a code this build does not name. */
+const char *qiwi_curl_code_name(CURLcode rc);
+/* Pushes the name of rc, or "CURLE_<number>". */
+void qiwi_push_curl_code(lua_State *L, CURLcode rc);
+
+/* The failure helper: pushes nil, kind, message, code; returns 4. */
+int qiwi_http_fail(lua_State *L, const char *kind, const char *msg, const char *code);
+/* Pushes kind, message and code of a transfer that ended in rc: the body cap
+ * when body overflowed, else libcurl's kind and errbuf (or
+ * curl_easy_strerror). Returns 3. */
+int qiwi_http_push_error(lua_State *L, CURLcode rc, const char *errbuf, const qiwi_buffer *body);
+
+/* ---- header lists -------------------------------------------------------- */
+
+/* A one-line list holding only "Expect:", kept inside a session or multi:
+ * what a request without a header list is sent with. */
+typedef struct {
+  struct curl_slist node;
+  char text[8];
+} qiwi_no_expect;
+void qiwi_no_expect_init(qiwi_no_expect *ne);
+
+/* Lua: core.header_list({"Name: value", ...}) -> header_list | nil, kind, message, code
+ * The lines go out as given, plus "Expect:" unless they have an Expect
+ * header: libcurl would send "Expect: 100-continue" for big bodies, and QIWI
+ * gains nothing from the extra round trip. */
+int qiwi_header_list_new(lua_State *L);
+/* The curl_slist of the argument at idx for a transfer: *out = the list, or
+ * dflt when the argument is nil/none. NULL or a static message (not a
+ * header_list, or a closed one). */
+const char *qiwi_header_list_arg(lua_State *L, int idx, struct curl_slist *dflt,
+                                 struct curl_slist **out);
+/* Creates the header_list metatable. */
+void qiwi_http_register(lua_State *L);
+
+/* malloc'ed copy of s (NULL when s is NULL or out of memory). */
+char *qiwi_strdup(const char *s);
+/* Option readers for option tables: seconds -> ms ("<what> option '...'"), strings. */
+long qiwi_opt_ms(lua_State *L, int t, const char *name, long dflt, const char *what);
+const char *qiwi_opt_string(lua_State *L, int t, const char *name);
+
+#endif
