@@ -32,7 +32,7 @@ OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 DEB_PKGS := make gcc openssl lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev \
             lua-cjson lua-busted nginx libnginx-mod-http-lua \
             lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev \
-            lua-check
+            lua-check redis-server lua-socket
 
 # Every Lua the core is built and tested for, each into build/<lua>/.
 LUAS     := lua5.1 lua5.3 lua5.4 luajit
@@ -216,18 +216,46 @@ clean:
 # lua-qiwi measured against references on this machine, each several times
 # (bench/run.lua says what and how); never part of `make test`. Installs what
 # it needs when missing: lua-dkjson, Node.js/npm, and qiwi-sdk (the version
-# pinned in bench/package.json) into bench/node_modules.
+# pinned in bench/package.json) into bench/node_modules. The core is built
+# for Lua 5.4 and for LuaJIT (the OpenResty figure runs inside nginx).
+# BENCH_QUICK=1 makes a short run for iteration (bench-quick); BENCH_ONLY
+# and the other BENCH_* variables of bench/run.lua pass through.
 BENCH_PKGS := lua-dkjson
 bench: deps
 	@$(MAKE) --no-print-directory all LUA=lua5.4
+	@$(MAKE) --no-print-directory all LUA=luajit
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
 	@command -v node >/dev/null && command -v npm >/dev/null || \
 	  $(MAKE) --no-print-directory deps DEB_PKGS="nodejs npm"
-	@mkdir -p build/bench
-	$(CC) -O2 -g -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror \
-	  -o build/bench/curl_loop bench/curl_loop.c -lcurl
+	@$(MAKE) --no-print-directory bench-curl-loop
 	@[ -f bench/node_modules/qiwi-sdk/package.json ] || \
 	  (cd bench && npm ci --no-audit --no-fund --loglevel=error)
 	lua5.4 bench/run.lua build/bench/curl_loop bench
 
-.PHONY: bench
+# The C reference of the per-call and whole-process figures.
+bench-curl-loop:
+	@mkdir -p build/bench
+	$(CC) -O2 -g -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror \
+	  -o build/bench/curl_loop bench/curl_loop.c -lcurl
+
+bench-quick:
+	@$(MAKE) --no-print-directory bench BENCH_QUICK=1
+
+# An older commit (BENCH_BASE, default the last one before the transport
+# rework) measured by this checkout's harness, server and references: it is
+# cloned into build/bench-base/<commit>, built there for Lua 5.4 and LuaJIT,
+# and its lua/ and build/ are what bench/run.lua measures (BENCH_TREE). Only
+# the sections that use nothing but qiwi.new and accounts() by default.
+BENCH_BASE ?= a7a6a1b
+BENCH_BASE_ONLY ?= percall,process,openresty
+bench-base: deps
+	@$(MAKE) --no-print-directory bench-curl-loop
+	@dir=build/bench-base/$(BENCH_BASE); \
+	if [ ! -d $$dir/.git ]; then \
+	  rm -rf $$dir && git clone -q . $$dir && git -C $$dir checkout -q $(BENCH_BASE) || exit 1; \
+	fi; \
+	$(MAKE) --no-print-directory -C $$dir all LUA=lua5.4 >/dev/null && \
+	$(MAKE) --no-print-directory -C $$dir all LUA=luajit >/dev/null || exit 1; \
+	BENCH_TREE=$$dir BENCH_ONLY=$${BENCH_ONLY:-$(BENCH_BASE_ONLY)} lua5.4 bench/run.lua build/bench/curl_loop bench
+
+.PHONY: bench bench-quick bench-base bench-curl-loop

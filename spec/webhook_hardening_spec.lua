@@ -309,11 +309,12 @@ describe("qiwi.webhook.handler: what counts as a repeat", function()
   setup(function() saved_ngx = rawget(_G, "ngx") end)
   teardown(function() _G.ngx = saved_ngx end)
 
-  for _, store in ipairs { "a shared dict", "memory" } do
+  for _, store in ipairs { "a shared dict", "memory", "a store" } do
     local function receiver(memory)
       local got = {}
       local h = qiwi.webhook.handler {
         key = KEY, dict = store == "a shared dict" and fake_dict() or nil, memory = memory,
+        store = store == "a store" and qiwi.store.memory() or nil,
         on_notification = function(note)
           got[#got + 1] = note.payment.txnId .. " " .. note.payment.type .. " " .. note.payment.status
             .. " " .. tostring(note.messageId)
@@ -391,5 +392,68 @@ describe("qiwi.webhook.handler: what counts as a repeat", function()
     post(h, signed { txn = "3", msg = "c" })   -- pushes the first out
     post(h, signed { txn = "1", msg = "a3" })  -- forgotten, so handled again
     assert.same({ "1", "2", "3", "1" }, got)
+  end)
+end)
+
+describe("qiwi.webhook.handler with a store", function()
+  local saved_ngx
+  setup(function() saved_ngx = rawget(_G, "ngx") end)
+  teardown(function() _G.ngx = saved_ngx end)
+
+  local function post(handler, b)
+    local status
+    _G.ngx = setmetatable({
+      HTTP_OK = 200, ERR = 4, WARN = 5, header = {},
+      req = { get_method = function() return "POST" end, read_body = function() end,
+              get_body_data = function() return b end, get_body_file = function() end },
+      say = function() end, eof = function() end, log = function() end, exit = function() end,
+    }, { __newindex = function(t, k, v) if k == "status" then status = v else rawset(t, k, v) end end })
+    handler()
+    return status
+  end
+
+  it("calls on_notification once for two receivers (two hosts) sharing it", function()
+    local s = qiwi.store.memory()
+    local calls = 0
+    local function receiver()
+      return qiwi.webhook.handler { key = KEY, store = s, on_notification = function() calls = calls + 1 end }
+    end
+    local a, b = receiver(), receiver()
+    assert.equal(200, post(a, body()))
+    assert.equal(200, post(b, body()))
+    assert.equal(200, post(b, body { messageId = '"a-new-id"' }))
+    assert.equal(1, calls)
+  end)
+
+  it("keeps receivers of two names apart", function()
+    local s = qiwi.store.memory()
+    local calls = 0
+    local function receiver(name)
+      return qiwi.webhook.handler { key = KEY, store = s, name = name, on_notification = function() calls = calls + 1 end }
+    end
+    assert.equal(200, post(receiver("shop-a"), body()))
+    assert.equal(200, post(receiver("shop-b"), body()))
+    assert.equal(2, calls)
+  end)
+
+  it("answers 503 without calling on_notification when the store is down, and handles it once it is back", function()
+    local up = qiwi.store.memory()
+    local down = false
+    local s = setmetatable({}, { __index = function(_, m)
+      return function(_, ...)
+        if down then return nil, require("qiwi.error").new { kind = "store", message = "down" } end
+        return up[m](up, ...)
+      end
+    end })
+    for _, m in ipairs { "incr", "add", "get", "set", "delete", "admit" } do s[m] = s[m] end
+    local calls = 0
+    local h = qiwi.webhook.handler { key = KEY, store = s, on_notification = function() calls = calls + 1 end }
+    down = true
+    assert.equal(503, post(h, body()))
+    assert.equal(0, calls)
+    down = false
+    assert.equal(200, post(h, body()))
+    assert.equal(200, post(h, body()))
+    assert.equal(1, calls)
   end)
 end)

@@ -329,6 +329,16 @@ function _M.bill_id(v)
   return s, tonumber(s)
 end
 
+-- A payment's idempotency key: the caller's own name for one payment (an
+-- order number), from which its id is derived.
+function _M.idempotency_key(v)
+  if type(v) ~= "string" then return nil, "must be a string (an order number, say)" end
+  if v == "" then return nil, "must not be empty" end
+  if #v > 200 then return nil, "must be at most 200 bytes" end
+  if has_control(v) then return nil, "must not contain control characters" end
+  return v
+end
+
 function _M.table(v)
   if type(v) ~= "table" then return nil, "must be a table" end
   return v

@@ -32,11 +32,14 @@ function _M.attempts(safe, retries)
   return safe and retries + 1 or 1
 end
 
--- Before each send of a request of `row`: the history rate limit.
+-- Before each send of a request of `row`: the history rate limit. true, or
+-- nil, err when the store that keeps the count failed (nothing is sent).
 function _M.admit(client, row)
   if row.rate == "history" and client._history_rate then
-    ratelimit.acquire(client._history_rate, client.wallet or "?")
+    local waited, err = ratelimit.acquire(client._history_rate, client.wallet or "?")
+    if not waited then return nil, err end
   end
+  return true
 end
 
 -- The deadline of a call that sends now, and the seconds left of it.

@@ -38,12 +38,10 @@ local DEFAULT_CONCURRENCY = 64
 
 local in_nginx = type(ngx) == "table" and type(ngx.socket) == "table"
 
--- Header lists (which hold the token) map to their ids out of the client's
--- tables, so that dumping a client shows no secret.
-local header_ids = setmetatable({}, { __mode = "k" })
+local header_list = require("qiwi.transport.curl").header_list
 
--- The per-client multi handle and its registered header sets. Kept in the
--- client's transports so that client:close() closes it with the rest.
+-- The per-client multi handle. Kept in the client's transports so that
+-- client:close() closes it with the rest.
 local function multi_for(self)
   local st = self._transports.batch
   if st then return st end
@@ -55,22 +53,9 @@ local function multi_for(self)
   if not ok then return nil, "network", tostring(m) end
   if not m then return nil, kind, message end
   st = { multi = m }
-  header_ids[st] = {}
   function st.close() m:close() end
   self._transports.batch = st
   return st
-end
-
-local function header_id(st, list)
-  local ids = header_ids[st]
-  local id = ids[list]
-  if id == nil then
-    local kind, message
-    id, kind, message = st.multi:headers(list)
-    if not id then return nil, kind, message end
-    ids[list] = id
-  end
-  return id
 end
 
 local function result_of(v1, v2) return { v1, v2, n = 2 } end
@@ -85,30 +70,41 @@ local function run_rounds(self, st, jobs, concurrency, budget, done)
   local n = 0
   while #pending > 0 do
     n = n + 1
-    local reqs = {}
-    for k, job in ipairs(pending) do
-      attempt.admit(self, job.row)
-      reqs[k] = job.req
+    -- a call whose rate-limit count failed is done with that error; the
+    -- others go out
+    local reqs, sent = {}, {}
+    for _, job in ipairs(pending) do
+      local admitted, aerr = attempt.admit(self, job.row)
+      if admitted then
+        sent[#sent + 1] = job
+        reqs[#sent] = job.req
+      else
+        done(job, nil, aerr)
+      end
     end
+    pending = sent
+    if #pending == 0 then break end
     local left
     budget.deadline, left = attempt.start(budget.deadline, self.timeout)
     local answers, kind, message
     if left > 0.001 then
-      answers, kind, message = st.multi:perform(reqs, left, concurrency)
+      answers, kind, message = st.multi:send_all(reqs, left, concurrency)
     else
       kind, message = "timeout", "the batch ran out of time before this call was sent"
     end
     local again, wait = {}, nil
     for k, job in ipairs(pending) do
+      -- the transport contract's values, one table per call: {status, body,
+      -- headers} or {nil, kind, message, code}
       local res = answers and answers[k]
       local v1, v2, err
-      if res and res.status then
-        v1, v2 = self:_answer(job.row, job.path, res.status, res.headers, res.body, job.req.body)
+      if res and res[1] then
+        v1, v2 = self:_answer(job.row, job.path, res[1], res[3], res[2], job.req[4])
         if v1 == nil then err = v2 end
       else
-        err = self:_error { kind = res and res.kind or kind or "network",
-                            message = res and res.message or message or "transport failed",
-                            method = job.row.method, path = job.path }
+        err = self:_error { kind = res and res[2] or kind or "network",
+                            message = res and res[3] or message or "transport failed",
+                            code = res and res[4], method = job.row.method, path = job.path }
       end
       if err and attempt.again(err, n, job.attempts) then
         job.err = err
@@ -131,20 +127,21 @@ end
 
 -- The wire request of one row call, or nil, err (argument errors and the
 -- wallet lookup's failure come back here, before anything is sent).
-local function prepare(self, st, row, name, args, nargs)
+local function prepare(self, row, name, args, nargs)
   local path, query, body = self:_prepare(row, name, unpack(args, 2, nargs))
   if not path then return nil, query end
   local _, headers = self:_headers(row, body ~= nil)
   local url = self.base_url .. path
   if query ~= "" then url = url .. "?" .. query end
-  local id, kind, message = header_id(st, headers)
-  if not id then
-    return nil, self:_error { kind = kind or "network", message = message, method = row.method, path = path }
+  local hl, kind, message, code = header_list(headers)
+  if not hl then
+    return nil, self:_error { kind = kind or "argument", message = message, code = code,
+                              method = row.method, path = path }
   end
   local safe = row.method == "GET" or row.idempotent == true
   return {
     row = row, path = path, attempts = attempt.attempts(safe, self.retries),
-    req = { method = row.method, url = url, headers = id, body = body, decode = false, once = not safe },
+    req = { row.method, url, hl, body, not safe },
   }
 end
 
@@ -293,7 +290,7 @@ function _M.run(self, calls, opts)
       local call = calls[i]
       local name = call[1]
       local row = endpoints[name]
-      local job, err = prepare(self, st, row, name, call, call.n)
+      local job, err = prepare(self, row, name, call, call.n)
       if job then
         job.i = i
         job.accounts = kind == "accounts"
@@ -320,7 +317,7 @@ function _M.run(self, calls, opts)
     local more, owner = {}, {}
     for _, f in ipairs(followups) do
       for _, acc in ipairs(f.accounts) do
-        local job, err = prepare(self, st, endpoints.account_balance, "account_balance",
+        local job, err = prepare(self, endpoints.account_balance, "account_balance",
                                  { "account_balance", acc.alias }, 2)
         if job then
           job.acc = acc

@@ -29,18 +29,17 @@ local function set_path(t, dotted, value)
   t[parts[#parts]] = value
 end
 
-local random_seeded = false
+local ids = require "qiwi.ids"
+
+-- Fresh values of a parameter the caller left out: (client) -> value, or
+-- nil, err when it cannot be had (a store that is down: nothing is sent).
+local random = ids.random
 local generators = {
-  id = require("qiwi.ids").next,
+  id = function(client) return ids.fresh(client._store, client.wallet or "?") end,
+  -- a version 4 UUID, from 16-bit draws
   uuid = function()
-    if not random_seeded then
-      math.randomseed(math.floor(core.now_ms()) % 2147483647 + core.getpid())
-      random_seeded = true
-    end
-    -- 16-bit pieces: Lua 5.1's math.random refuses an interval past INT_MAX
-    local r = math.random
-    return format("%04x%04x-%04x-4%03x-%04x-%04x%04x%04x", r(0, 0xffff), r(0, 0xffff), r(0, 0xffff),
-                  r(0, 0xfff), 0x8000 + r(0, 0x3fff), r(0, 0xffff), r(0, 0xffff), r(0, 0xffff))
+    return format("%04x%04x-%04x-4%03x-%04x-%04x%04x%04x", random(0x10000), random(0x10000), random(0x10000),
+                  random(0x1000), 0x8000 + random(0x4000), random(0x10000), random(0x10000), random(0x10000))
   end,
 }
 
@@ -70,11 +69,31 @@ local function named_args(row, name, ...)
   return opts
 end
 
+-- The id of a payment given an idempotency key: derived from the wallet
+-- and the key; with an id as well it is ambiguous. Returns true, or nil,
+-- reason (a string) or nil, nil, err (the wallet lookup failed).
+local function keyed_id(client, opts)
+  local key = opts.idempotency_key
+  if key == nil then return true end
+  local k, why = args.idempotency_key(key)
+  if not k then return nil, "idempotency_key " .. why end
+  if opts.id ~= nil then return nil, "give id or idempotency_key, not both" end
+  local w, err = client:_wallet()
+  if not w then return nil, nil, err end
+  opts.id = ids.derived(w, k)
+  return true
+end
+
 -- Turns the call's arguments into the parts of the wire request of `row`.
--- Returns {path_params=, query=, body=} or nil, reason.
-local function build(row, name, ...)
+-- Returns {path_params=, query=, body=}, or nil, reason (an argument
+-- error), or nil, nil, err (an error of its own: the store, the wallet).
+local function build(client, row, name, ...)
   local opts, why = named_args(row, name, ...)
   if not opts then return nil, why end
+  if row.payment then
+    local ok, kwhy, kerr = keyed_id(client, opts)
+    if not ok then return nil, kwhy, kerr end
+  end
 
   local req = { path_params = {}, query = {}, body = nil }
   for _, c in ipairs(row.const or {}) do
@@ -91,8 +110,14 @@ local function build(row, name, ...)
     local lname, wire, where, check = p[1], p[2], p[3], p[4]
     local v = opts[lname]
     if v == nil then v = p.default end
-    if v == nil and p.generate then v = generators[p.generate]() end
-    if v == nil then
+    if v == nil and p.generate then
+      local gerr
+      v, gerr = generators[p.generate](client)
+      if v == nil then return nil, nil, gerr end
+    end
+    if where == "none" then -- luacheck: ignore 542
+      -- checked above (keyed_id), never sent
+    elseif v == nil then
       if p.required then return nil, lname .. " is required" end
     else
       -- a checker gives the wire text and, where JSON takes another type,
@@ -163,8 +188,9 @@ function _M.prepare(client, row, name, ...)
       return cached[2], "", nil, cached[4]
     end
   end
-  local req, why = build(row, name, ...)
+  local req, why, berr = build(client, row, name, ...)
   if not req then
+    if berr then return nil, berr end
     return nil, client:_error { kind = "argument", message = why, method = row.method, path = row.path, retryable = false }
   end
   local path = row.path

@@ -11,11 +11,13 @@ local options = require "qiwi.options"
 local builder = require "qiwi.builder"
 local attempt = require "qiwi.attempt"
 local answer = require "qiwi.answer"
+local store = require "qiwi.store"
 
 local null = core.null
 local type, pairs, ipairs, select, tostring, next, pcall = type, pairs, ipairs, select, tostring, next, pcall
 
 local VERSION = require "qiwi.version"
+local ID_REUSED = require("qiwi.payment_check").CODE
 
 local _M = { VERSION = VERSION, key_name = options.key_name }
 local Client = {}
@@ -41,6 +43,8 @@ function _M.new(opts)
     timeout = o.timeout,
     _opts = o,
     _transports = {},
+    -- given none, every client of the Lua state shares one memory store
+    _store = o.store or store.default(),
   }, Client)
   private[self] = {
     secrets = { o.token, o.p2p_secret_key },
@@ -48,10 +52,11 @@ function _M.new(opts)
   }
   if o.history_rate ~= false then
     local hr = o.history_rate or {}
-    -- without a clock of the caller's, every client of the Lua state shares
-    -- one count per wallet
-    self._history_rate = ratelimit.new { limit = hr.limit, window = hr.window, clock = hr.clock,
-                                         sleep = hr.sleep or attempt.sleep }
+    -- the count lives in the store; a test's own clock gets a store of its own
+    self._history_rate = ratelimit.new {
+      store = hr.clock and store.memory { clock = hr.clock } or self._store,
+      limit = hr.limit, window = hr.window, sleep = hr.sleep or attempt.sleep,
+    }
   end
   -- the options kept for transports built later need no secret
   o.token, o.p2p_secret_key = nil, nil
@@ -150,7 +155,8 @@ function Client:_send(row, path, query, body, url)
   local method, once = row.method, not safe
   local deadline, left, err
   for n = 1, attempts do
-    attempt.admit(self, row)
+    local admitted, aerr = attempt.admit(self, row)
+    if not admitted then return nil, aerr end
     deadline, left = attempt.start(deadline, self.timeout)
     -- a transport of the user's that raises is a failed attempt, not a crash
     local ok, status, v, h, code = pcall(t.request, t, method, url, headers, body, left, once)
@@ -170,11 +176,28 @@ function Client:_send(row, path, query, body, url)
   return nil, err
 end
 
+-- Whether a call of the payment row lets the client choose the id.
+local function fresh_id(_, o)
+  return type(o) == "table" and rawget(o, "id") == nil and rawget(o, "idempotency_key") == nil
+end
+
 -- The generic method behind every row of qiwi.endpoints.
 function Client:_call(row, name, ...)
   local path, query, body, url = builder.prepare(self, row, name, ...)
   if not path then return nil, query end
-  return self:_send(row, path, query, body, url)
+  local res, err = self:_send(row, path, query, body, url)
+  -- A fresh id that QIWI answers with another payment was taken already
+  -- (by a process that shares no store with this one): ours was not made,
+  -- so it goes again under another fresh id. An id of the caller's is the
+  -- caller's to judge.
+  local tries = 1
+  while res == nil and row.payment and err.code == ID_REUSED and tries < 3 and fresh_id(...) do
+    tries = tries + 1
+    path, query, body, url = builder.prepare(self, row, name, ...)
+    if not path then return nil, query end
+    res, err = self:_send(row, path, query, body, url)
+  end
+  return res, err
 end
 
 -- name -> the generic method of that row; a composition (below, and the

@@ -6,7 +6,8 @@
 --   args           positional argument names; "opts" stands for an options
 --                  table whose keys are parameter names.
 --   params         { lua_name, wire_name, where, check, [extra] } with where one
---                  of "path", "query", "body"; check names a function of
+--                  of "path", "query", "body", "none" (checked, not sent: it
+--                  shapes another parameter); check names a function of
 --                  qiwi.args; extra: required, default, spec (checker options),
 --                  list (query arrays as name[0], name[1], …), generate ("id":
 --                  a fresh client payment id, "uuid"), merge (a table merged
@@ -192,6 +193,8 @@ P.pay = {
   params = {
     { "provider_id", "provider_id", "path", "digits", required = true, spec = { max = 10 } },
     { "id", "id", "body", "digits", generate = "id", spec = { max = 20 } },
+    -- not on the wire: the id derives from it (qiwi.ids.derived)
+    { "idempotency_key", nil, "none", "idempotency_key" },
     { "amount", "sum.amount", "body", "amount", required = true },
     { "currency", "sum.currency", "body", "currency", default = "643", as = "string" },
     { "fields", "fields", "body", "fields", merge = true },

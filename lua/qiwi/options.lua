@@ -12,9 +12,8 @@ local _M = {}
 local KNOWN_OPTIONS = {
   token = true, wallet = true, base_url = true, timeout = true, connect_timeout = true,
   ca_file = true, retries = true, user_agent = true, transport = true, p2p_secret_key = true,
-  resolve = true, allow_http = true, max_body = true, history_rate = true,
+  resolve = true, allow_http = true, max_body = true, history_rate = true, store = true,
 }
-
 
 local function is_loopback(host)
   host = host:lower()
@@ -213,6 +212,13 @@ local function check_options(opts)
     hr = false
   end
   o.history_rate = hr
+  if opts.store ~= nil then
+    local ok, why = require("qiwi.store").check(opts.store)
+    if not ok then
+      return nil, "store: " .. why .. " (qiwi.store.memory(), .file(dir), .shdict(name), .redis{...})"
+    end
+    o.store = opts.store
+  end
   return o
 end
 

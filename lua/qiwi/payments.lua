@@ -9,6 +9,9 @@ local type, pairs, ipairs, next = type, pairs, ipairs, next
 
 local Client = {}
 
+-- What every payment helper takes besides its own options.
+local EVERY_PAYMENT = { id = true, idempotency_key = true }
+
 -- Returns a copy of the caller's options (taken by value, read with next so
 -- that no metamethod of theirs runs), or nil, err.
 local function options(self, name, o, allowed, path)
@@ -18,7 +21,7 @@ local function options(self, name, o, allowed, path)
   end
   local copy = {}
   for k, v in next, o do
-    if not allowed[k] then
+    if not allowed[k] and not EVERY_PAYMENT[k] then
       return nil, self:_error { kind = "argument", message = "unknown option '" .. key_name(k) .. "'",
                                 method = "POST", path = path, retryable = false }
     end
@@ -40,6 +43,11 @@ local function check_common(self, o)
     ok, err = args.digits(o.id, { max = 20 })
     if not ok then return arg_error(self, "id " .. err) end
   end
+  if o.idempotency_key ~= nil then
+    ok, err = args.idempotency_key(o.idempotency_key)
+    if not ok then return arg_error(self, "idempotency_key " .. err) end
+    if o.id ~= nil then return arg_error(self, "give id or idempotency_key, not both") end
+  end
   -- before any lookup goes out (the wallet from profile, for one)
   if o.comment ~= nil then
     ok, err = args.string(o.comment, { max = 500, empty = true })
@@ -54,18 +62,19 @@ end
 
 function Client:transfer(o)
   local err
-  o, err = options(self, "transfer", o, { to = true, amount = true, comment = true, id = true }, PAY_PATH)
+  o, err = options(self, "transfer", o, { to = true, amount = true, comment = true }, PAY_PATH)
   if not o then return nil, err end
   local to
   to, err = args.wallet(o.to)
   if not to then return arg_error(self, "to " .. (o.to == nil and "is required" or err)) end
   -- provider 99 wants the wallet in international format with '+'
-  return pay(self, 99, { account = "+" .. to, amount = o.amount, comment = o.comment, id = o.id })
+  return pay(self, 99, { account = "+" .. to, amount = o.amount, comment = o.comment, id = o.id,
+                          idempotency_key = o.idempotency_key })
 end
 
 function Client:convert(o)
   local err
-  o, err = options(self, "convert", o, { to = true, amount = true, currency = true, id = true, comment = true }, PAY_PATH)
+  o, err = options(self, "convert", o, { to = true, amount = true, currency = true, comment = true }, PAY_PATH)
   if not o then return nil, err end
   local cur = args.currency(o.currency)
   if not cur or cur == "643" then return arg_error(self, "currency must be 398, 840 or 978 (the account to convert into)") end
@@ -79,12 +88,13 @@ function Client:convert(o)
   end
   local wallet, werr = args.wallet(to)
   if not wallet then return arg_error(self, "to " .. werr) end
-  return pay(self, 1099, { account = "+" .. wallet, amount = o.amount, currency = cur, id = o.id, comment = o.comment })
+  return pay(self, 1099, { account = "+" .. wallet, amount = o.amount, currency = cur, id = o.id, comment = o.comment,
+                          idempotency_key = o.idempotency_key })
 end
 
 function Client:pay_mobile(o)
   local err
-  o, err = options(self, "pay_mobile", o, { phone = true, amount = true, id = true }, PAY_PATH)
+  o, err = options(self, "pay_mobile", o, { phone = true, amount = true }, PAY_PATH)
   if not o then return nil, err end
   local phone, perr = args.phone(o.phone)
   if not phone or #phone ~= 11 or phone:sub(1, 1) ~= "7" then
@@ -101,12 +111,13 @@ function Client:pay_mobile(o)
                               method = "GET", path = endpoints.detect_mobile.path, retryable = false }
   end
   -- the operator is paid the 10-digit number, without the country code
-  return pay(self, provider, { account = phone:sub(2), amount = o.amount, id = o.id })
+  return pay(self, provider, { account = phone:sub(2), amount = o.amount, id = o.id,
+                          idempotency_key = o.idempotency_key })
 end
 
 function Client:pay_card(o)
   local err
-  o, err = options(self, "pay_card", o, { card = true, amount = true, fields = true, id = true }, PAY_PATH)
+  o, err = options(self, "pay_card", o, { card = true, amount = true, fields = true }, PAY_PATH)
   if not o then return nil, err end
   local card, cerr = args.card(o.card)
   if not card then return arg_error(self, "card " .. (o.card == nil and "is required" or cerr)) end
@@ -126,7 +137,8 @@ function Client:pay_card(o)
     return nil, self:_error { kind = "api", message = "no card provider found for this card",
                               method = "POST", path = endpoints.detect_card.path, retryable = false }
   end
-  return pay(self, provider, { account = card, amount = o.amount, fields = o.fields, id = o.id })
+  return pay(self, provider, { account = card, amount = o.amount, fields = o.fields, id = o.id,
+                          idempotency_key = o.idempotency_key })
 end
 
 local BANK_FIELDS = { "account", "account_type", "exp_date", "mfo", "lname", "fname", "mname", "urgent" }
@@ -138,7 +150,7 @@ local function flag(v)
 end
 
 function Client:bank_transfer(provider_id, o)
-  local allowed = { amount = true, id = true }
+  local allowed = { amount = true }
   for _, k in ipairs(BANK_FIELDS) do allowed[k] = true end
   local err
   o, err = options(self, "bank_transfer", o, allowed, PAY_PATH)
@@ -161,7 +173,8 @@ function Client:bank_transfer(provider_id, o)
   if fields.exp_date and not fields.exp_date:find("^%d%d%d%d$") then
     return arg_error(self, "exp_date must be MMYY, like 0218")
   end
-  return pay(self, provider_id, { fields = fields, amount = o.amount, id = o.id })
+  return pay(self, provider_id, { fields = fields, amount = o.amount, id = o.id,
+                          idempotency_key = o.idempotency_key })
 end
 
 local REQUISITES = { "name", "to_bik", "city", "to_name", "to_inn", "to_kpp", "nds", "goal", "urgent",
@@ -175,7 +188,7 @@ local REQUISITES_CONSTANT = { info = "Коммерческие организа�
                               requestProtocol = "qw1", toServiceId = "1717" }
 
 function Client:pay_by_requisites(o)
-  local allowed = { amount = true, id = true, extra_to_bik = true }
+  local allowed = { amount = true, extra_to_bik = true }
   for _, k in ipairs(REQUISITES) do allowed[k] = true end
   for k in pairs(REQUISITES_CONSTANT) do allowed[k] = true end
   local err
@@ -214,7 +227,8 @@ function Client:pay_by_requisites(o)
   if type(extra) == "number" and args.is_integer(extra) then extra = string.format("%d", extra) end
   if extra ~= nil and extra ~= fields.to_bik then return arg_error(self, "extra_to_bik must equal to_bik") end
   fields.extra_to_bik = fields.to_bik
-  return pay(self, 1717, { fields = fields, amount = o.amount, id = o.id })
+  return pay(self, 1717, { fields = fields, amount = o.amount, id = o.id,
+                          idempotency_key = o.idempotency_key })
 end
 
 -- QIWI Master: the paid steps are payments to providers 28004 and 32064.
@@ -229,7 +243,7 @@ end
 
 function Client:buy_card(order_id, o)
   local err
-  o, err = options(self, "buy_card", o or {}, { amount = true, id = true }, PAY_PATH)
+  o, err = options(self, "buy_card", o or {}, { amount = true }, PAY_PATH)
   if not o then return nil, err end
   if not args.uuid(order_id) then return arg_error(self, "order_id must be a UUID like 920fa383-6209-4743-a5d1-883f473f7f95") end
   local amount = o.amount or (self._order_prices and self._order_prices[order_id])
@@ -237,25 +251,29 @@ function Client:buy_card(order_id, o)
     return arg_error(self, "amount is required (the price from submit_card_order)"
       .. " when the order was not submitted by this client")
   end
-  local ok, cerr = check_common(self, { amount = amount, id = o.id })
+  local ok, cerr = check_common(self, { amount = amount, id = o.id,
+                          idempotency_key = o.idempotency_key })
   if not ok then return nil, cerr end
   local w, werr = self:_wallet()
   if not w then return nil, werr end
-  return pay(self, 32064, { fields = { account = w, order_id = order_id }, amount = amount, id = o.id })
+  return pay(self, 32064, { fields = { account = w, order_id = order_id }, amount = amount, id = o.id,
+                          idempotency_key = o.idempotency_key })
 end
 
 -- 2999 roubles is the package price in QIWI's docs; pass amount if it changes.
 function Client:buy_master_package(o)
   local err
-  o, err = options(self, "buy_master_package", o or {}, { amount = true, id = true, comment = true }, PAY_PATH)
+  o, err = options(self, "buy_master_package", o or {}, { amount = true, comment = true }, PAY_PATH)
   if not o then return nil, err end
   local amount = o.amount or 2999
-  local ok, cerr = check_common(self, { amount = amount, id = o.id, comment = o.comment })
+  local ok, cerr = check_common(self, { amount = amount, id = o.id, comment = o.comment,
+                          idempotency_key = o.idempotency_key })
   if not ok then return nil, cerr end
   local w, werr = self:_wallet()
   if not w then return nil, werr end
   return pay(self, 28004, { fields = { account = w, vas_alias = "qvc-master" }, amount = amount,
-                            comment = o.comment, id = o.id })
+                            comment = o.comment, id = o.id,
+                          idempotency_key = o.idempotency_key })
 end
 
 return Client

@@ -1,50 +1,34 @@
 -- Keeps payment-history calls under QIWI's limit (100 per minute per wallet;
--- crossing it blocks the wallet's API access for 5 minutes). A sliding window
--- per wallet, shared by every client of the Lua state (one nginx worker, or
--- one script): a call that would cross the limit waits instead of failing.
+-- crossing it blocks the wallet's API access for 5 minutes). The count is a
+-- sliding log in the client's store (store:admit, atomic in the store), so
+-- every client sharing the store shares it: the clients of a Lua state with
+-- the default memory store, every process and host with a shared one. A
+-- call that would cross the limit waits (ngx.sleep inside nginx) instead of
+-- failing; a store that cannot be reached fails the call, which then sends
+-- nothing: an unshared count would let the wallet be blocked.
 local _M = {}
 
-local windows = {}   -- key -> { times (ring of monotonic seconds), head, n }
-
--- opts: limit (calls), window (seconds), clock (fn → seconds; default the
--- monotonic clock), sleep (fn(seconds))
+-- opts: store, limit (calls), window (seconds), sleep (fn(seconds))
 function _M.new(opts)
   return {
+    store = opts.store,
     limit = opts.limit or 100,
     window = opts.window or 60,
-    clock = opts.clock or require("qiwi.core").monotonic,
     sleep = opts.sleep,
-    -- clients with their own clock (tests) keep their own windows
-    windows = opts.clock and {} or windows,
   }
 end
 
--- Blocks (or yields in nginx) until one more call for `key` fits, then
--- records it. Returns the seconds waited.
-function _M.acquire(rl, key)
-  local w = rl.windows[key]
-  if not w then
-    w = { times = {}, head = 1, n = 0 }
-    rl.windows[key] = w
-  end
+-- Waits until one more call for `wallet` fits, then records it. Returns the
+-- seconds waited, or nil, err (the store's error).
+function _M.acquire(rl, wallet)
+  local key = "history:" .. wallet
   local waited = 0
   while true do
-    local now = rl.clock()
-    -- drop calls that left the window
-    while w.n > 0 and w.times[w.head] <= now - rl.window do
-      w.times[w.head] = nil
-      w.head = w.head + 1
-      w.n = w.n - 1
-    end
-    if w.n < rl.limit then
-      w.times[w.head + w.n] = now
-      w.n = w.n + 1
-      return waited
-    end
-    -- a small margin so the oldest call has surely left the window
-    local pause = w.times[w.head] + rl.window - now + 0.01
-    rl.sleep(pause)
-    waited = waited + pause
+    local wait, err = rl.store:admit(key, rl.limit, rl.window)
+    if not wait then return nil, err end
+    if wait == 0 then return waited end
+    rl.sleep(wait)
+    waited = waited + wait
   end
 end
 

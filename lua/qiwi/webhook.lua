@@ -283,7 +283,9 @@ end
 -- A content handler for nginx:
 --   handler{ key = "base64" or function() -> key, on_notification = fn(note),
 --            dict = "lua_shared_dict name" or the dict, ttl = seconds (86400),
---            memory = notifications remembered without a dict (10000) }
+--            store = a qiwi.store instead of dict (redis: every nginx host),
+--            name = what keeps receivers apart in one store ("default"),
+--            memory = notifications remembered without a dict or store (10000) }
 -- Build it once per worker (at module level, or in init_by_lua) and call it
 -- from content_by_lua*: the duplicate memory lives in the handler, or in the
 -- shared dict, which is what all workers share.
@@ -315,6 +317,24 @@ function _M.handler(opts)
     "webhook.handler: dict must be a lua_shared_dict or its name")
   local seen_max = opts.memory or 10000
   assert(type(seen_max) == "number" and seen_max >= 1, "webhook.handler: memory must be a positive number")
+  -- A store (qiwi.store) shares what was handled between nginx instances
+  -- (redis), or between the workers of one (shdict); `name` keeps receivers
+  -- of different hooks apart in one store.
+  local store = opts.store
+  assert(store == nil or require("qiwi.store").check(store), "webhook.handler: store must be a qiwi.store")
+  assert(store == nil or dict == nil, "webhook.handler: give dict or store, not both")
+  local name = opts.name or "default"
+  assert(type(name) == "string" and name ~= "", "webhook.handler: name must be a non-empty string")
+  local prefix = "webhook:" .. name .. ":"
+
+  -- true when the key was there, false when added now, nil, err when the
+  -- store could not say: the notification is then not handled, and QIWI,
+  -- answered 503, sends it again later.
+  local function store_add(k)
+    local added, err = store:add(prefix .. k, "1", ttl)
+    if added == nil then return nil, err end
+    return not added
+  end
 
   -- true when the key was there; adds it otherwise. A dict that cannot take
   -- the key (out of memory) counts as new: losing a genuine notification is
@@ -341,6 +361,19 @@ function _M.handler(opts)
 
   local function duplicate(note)
     local msg, waiting_key, final_key, waiting = memory_keys(note)
+    if store then
+      if msg then
+        local dup, err = store_add(msg)
+        if dup ~= false then return dup, err end
+      end
+      if waiting then
+        local final, err = store:get(prefix .. final_key)
+        if err then return nil, err end
+        if final then return true end
+        return store_add(waiting_key)
+      end
+      return store_add(final_key)
+    end
     if dict then
       -- a repeated messageId adds nothing else: a genuine notification
       -- of another payment sent under a seen id must not mark that payment
@@ -387,7 +420,13 @@ function _M.handler(opts)
       end
       return ngx.exit(ngx.HTTP_OK)
     end
-    local dup = duplicate(note)
+    local dup, derr = duplicate(note)
+    if dup == nil then
+      ngx.log(ngx.ERR, "qiwi webhook: the store cannot say whether this notification was handled: ",
+              tostring(derr))
+      answer(503, "store unavailable")
+      return ngx.exit(ngx.HTTP_OK)
+    end
     answer(200, "OK")
     ngx.eof()
     if not dup then
