@@ -232,6 +232,17 @@ bench: deps
 	  (cd bench && npm ci --no-audit --no-fund --loglevel=error)
 	lua5.4 bench/run.lua build/bench/curl_loop bench
 
+# Only make bench's last section, the stores one (bench/stores.lua): what a
+# call pays for the shared limiter and fresh id with each store, against the
+# memory store; it starts its own redis-server and nginx. BENCH_QUICK and
+# BENCH_STORE_* (see bench/stores.lua) pass through.
+bench-stores: deps
+	@$(MAKE) --no-print-directory all LUA=lua5.4
+	@$(MAKE) --no-print-directory all LUA=luajit
+	lua5.4 bench/stores.lua
+
+.PHONY: bench-stores
+
 # The C reference of the per-call and whole-process figures.
 bench-curl-loop:
 	@mkdir -p build/bench

@@ -690,6 +690,8 @@ local ok, err = pcall(function()
   if wanted("overlap") then overlap() end
   if wanted("peer") then peer() end
   if wanted("memory") then memory() end
+  -- last: the stores section (bench/stores.lua; alone: make bench-stores)
+  if wanted("stores") then dofile("bench/stores.lua").run { server_cpu = SERVER_CPU, summary_row = summary_row } end
 end)
 if static_srv then static_srv:stop() end
 srv:stop()
