@@ -16,8 +16,11 @@ describe("history rate limit", function()
   it("keeps 150 history calls under the fake's 100-per-minute limit by waiting", function()
     local vt = virtual_time()
     local f = qiwi.fake.new { token = "test-token", wallet = "79111234567", clock = vt.clock, history_pages = 1, history_rows = 5 }
+    -- margin = 0: in virtual time, with an in-process transport, a call
+    -- reaches the fake the moment it is let through (the default margin is
+    -- for connections; its own spec is below)
     local c = assert(qiwi.new { token = "test-token", wallet = "79111234567", transport = f:transport(), retries = 0,
-                                history_rate = { clock = vt.clock, sleep = vt.sleep } })
+                                history_rate = { clock = vt.clock, sleep = vt.sleep, margin = 0 } })
     for i = 1, 150 do
       local page, err = c:history { rows = 5 }
       assert.is_nil(err, "call " .. i)
@@ -61,10 +64,23 @@ describe("history rate limit", function()
     local vt = virtual_time()
     local f = qiwi.fake.new { token = "test-token", wallet = "79111234567", clock = vt.clock }
     local c = assert(qiwi.new { token = "test-token", wallet = "79111234567", transport = f:transport(),
-                                history_rate = { limit = 3, window = 10, clock = vt.clock, sleep = vt.sleep } })
+                                history_rate = { limit = 3, window = 10, clock = vt.clock, sleep = vt.sleep,
+                                                 margin = 0 } })
     for _ = 1, 4 do assert.truthy(c:history { rows = 1 }) end
     assert.equal(1, #vt.slept)
     assert.is_true(vt.slept[1] > 9.9 and vt.slept[1] < 10.1)
+  end)
+
+  it("counts over the window plus twice connect_timeout by default: a call let through reaches QIWI up to"
+    .. " a connect and a TLS handshake later", function()
+    local vt = virtual_time()
+    local f = qiwi.fake.new { token = "test-token", wallet = "79111234567", clock = vt.clock }
+    local c = assert(qiwi.new { token = "test-token", wallet = "79111234567", transport = f:transport(),
+                                connect_timeout = 3,
+                                history_rate = { limit = 3, window = 10, clock = vt.clock, sleep = vt.sleep } })
+    for _ = 1, 4 do assert.truthy(c:history { rows = 1 }) end
+    assert.equal(1, #vt.slept)
+    assert.is_true(vt.slept[1] > 15.9 and vt.slept[1] < 16.1, tostring(vt.slept[1]))
   end)
 
   it("refuses malformed settings", function()

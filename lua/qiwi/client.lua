@@ -52,10 +52,17 @@ function _M.new(opts)
   }
   if o.history_rate ~= false then
     local hr = o.history_rate or {}
-    -- the count lives in the store; a test's own clock gets a store of its own
+    -- A call is counted when it is let through, and reaches QIWI up to the
+    -- time its connection takes later (connect and TLS, each bounded by
+    -- connect_timeout): a burst on new connections and the next one on
+    -- kept-alive ones would otherwise land closer together than the
+    -- window. Counting over window + margin keeps QIWI's own window under
+    -- the limit. The count lives in the store; a test's own clock gets a
+    -- store of its own.
     self._history_rate = ratelimit.new {
       store = hr.clock and store.memory { clock = hr.clock } or self._store,
-      limit = hr.limit, window = hr.window, sleep = hr.sleep or attempt.sleep,
+      limit = hr.limit, window = (hr.window or 60) + (hr.margin or 2 * o.connect_timeout),
+      sleep = hr.sleep or attempt.sleep,
     }
   end
   -- the options kept for transports built later need no secret

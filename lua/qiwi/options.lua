@@ -189,7 +189,7 @@ local function check_options(opts)
     if type(hr) ~= "table" then return nil, "history_rate must be a table {limit=, window=} or false" end
     local h = {}
     for k, v in next, hr do
-      if k ~= "limit" and k ~= "window" and k ~= "clock" and k ~= "sleep" then
+      if k ~= "limit" and k ~= "window" and k ~= "margin" and k ~= "clock" and k ~= "sleep" then
         return nil, "history_rate: unknown option '" .. key_name(k) .. "'"
       end
       h[k] = v
@@ -201,6 +201,9 @@ local function check_options(opts)
     -- NaN, infinity or a negative window would make the limiter wait for ever
     if hr.window ~= nil and (type(hr.window) ~= "number" or not (hr.window > 0 and hr.window <= 86400)) then
       return nil, "history_rate.window must be a number of seconds above 0 and at most 86400"
+    end
+    if hr.margin ~= nil and (type(hr.margin) ~= "number" or not (hr.margin >= 0 and hr.margin <= 3600)) then
+      return nil, "history_rate.margin must be a number of seconds from 0 to 3600"
     end
     if (hr.clock ~= nil) ~= (hr.sleep ~= nil) then
       return nil, "history_rate.clock and history_rate.sleep go together"
