@@ -201,6 +201,23 @@ local function check_opts(self, opts)
   return c
 end
 
+-- Runs call i as if called alone, into results[i].
+local function alone(self, calls, results, i)
+  local call = calls[i]
+  results[i] = result_of(Client[call[1]](self, unpack(call, 2, call.n)))
+end
+
+-- Runs, one after another, every call whose kind `want` accepts.
+local function one_by_one(self, n, calls, kinds, results, want)
+  for i = 1, n do
+    if kinds[i] and want(kinds[i]) then alone(self, calls, results, i) end
+  end
+  return results
+end
+
+local function any() return true end
+local function composition(kind) return kind == "sequential" end
+
 -- Inside nginx: the calls that overlap on the multi handle elsewhere run in
 -- light threads instead, at most `concurrency` at once, each the same call
 -- as on its own (attempts, rate limit, answer); the compositions follow one
@@ -215,9 +232,7 @@ local function in_light_threads(self, n, calls, kinds, results, concurrency)
   local function worker()
     while taken < #queue do
       taken = taken + 1
-      local i = queue[taken]
-      local call = calls[i]
-      results[i] = result_of(Client[call[1]](self, unpack(call, 2, call.n)))
+      alone(self, calls, results, queue[taken])
     end
   end
   local threads = {}
@@ -233,24 +248,9 @@ local function in_light_threads(self, n, calls, kinds, results, concurrency)
       results[i] = result_of(nil, self:_error { kind = "network", message = "the batch's light thread died" })
     end
   end
-  for i = 1, n do
-    if kinds[i] == "sequential" then
-      local call = calls[i]
-      results[i] = result_of(Client[call[1]](self, unpack(call, 2, call.n)))
-    end
-  end
-  return results
+  return one_by_one(self, n, calls, kinds, results, composition)
 end
 
-local function sequential(self, n, calls, kinds, results)
-  for i = 1, n do
-    local call = calls[i]
-    if kinds[i] then
-      results[i] = result_of(Client[call[1]](self, unpack(call, 2, call.n)))
-    end
-  end
-  return results
-end
 
 -- client:batch(calls, {concurrency = 64}) -> results, or nil, err when
 -- `calls` is not a list or an option is wrong.
@@ -270,7 +270,7 @@ function _M.run(self, calls, opts)
     end
     if kind then kinds[i] = kind else results[i] = result_of(nil, err) end
   end
-  if self._opts.transport then return sequential(self, n, calls, kinds, results) end
+  if self._opts.transport then return one_by_one(self, n, calls, kinds, results, any) end
   if in_nginx then return in_light_threads(self, n, calls, kinds, results, concurrency) end
 
   local st, skind, smessage = multi_for(self)
@@ -341,13 +341,7 @@ function _M.run(self, calls, opts)
     end
   end
 
-  for i = 1, n do
-    if kinds[i] == "sequential" then
-      local call = calls[i]
-      results[i] = result_of(Client[call[1]](self, unpack(call, 2, call.n)))
-    end
-  end
-  return results
+  return one_by_one(self, n, calls, kinds, results, composition)
 end
 
 return _M
