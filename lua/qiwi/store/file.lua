@@ -21,14 +21,13 @@ local type, tonumber, format, find, concat = type, tonumber, string.format, stri
 local io_open, os_remove, pcall = io.open, os.remove, pcall
 
 local _M = {}
-local Store = { name = "file" }
+local Store = S.define { name = "file" }
 Store.__index = Store
 _M.Store = Store
 
 local MAGIC = "qiwi-store 1 "
 local STRIPES = 64
 local ENOENT = 2
-local LOG_ERROR = "the key holds a rate log (admit)"
 
 -- opts: fsync (default true: every write survives a crash of the host; false
 -- keeps the writes atomic but not durable, and is much faster), timeout
@@ -141,15 +140,20 @@ function Store:_locked(key, fn, ...)
   return a, b
 end
 
+-- _read, but an entry that has expired by now is none.
+function Store:_read_live(path, key, now)
+  local kind, exp, payload, err = self:_read(path, key)
+  if kind and exp and exp <= now then return nil end
+  return kind, exp, payload, err
+end
+
 local function remove_expired(self, path, key, now)
   local kind, exp = self:_read(path, key)
   if kind and exp and exp <= now then os_remove(path) end
   return true
 end
 
-function Store:get(key)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
+function Store:_get(k)
   local path = self:_paths(k)
   local kind, exp, payload, rerr = self:_read(path, k)
   if rerr then return nil, rerr end
@@ -158,96 +162,52 @@ function Store:get(key)
     self:_locked(k, remove_expired)
     return nil, nil
   end
-  if kind ~= "s" then return nil, self:_fail(LOG_ERROR, false) end
+  if kind ~= "s" then return nil, self:_fail(S.LOG_ERROR, false) end
   return payload
+end
+
+-- The primitive that runs fn(self, path, key, now, ...) under the key's lock.
+local function locked(fn)
+  return function(self, key, ...) return self:_locked(key, fn, ...) end
 end
 
 local function do_set(self, path, key, now, v, ttl)
   return self:_write(path, key, "s", ttl and now + ttl, v)
 end
+Store._set = locked(do_set)
 
-function Store:set(key, value, ttl)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
-  local v
-  v, err = S.check_value(value)
-  if not v then return nil, err end
-  local t
-  t, err = S.check_ttl(ttl)
+Store._add = locked(function(self, path, key, now, v, ttl)
+  local kind, _, _, err = self:_read_live(path, key, now)
   if err then return nil, err end
-  return self:_locked(k, do_set, v, t)
-end
+  if kind then return false end
+  return do_set(self, path, key, now, v, ttl)
+end)
 
-local function do_add(self, path, key, now, v, ttl)
-  local kind, exp, _, err = self:_read(path, key)
-  if err then return nil, err end
-  if kind and not (exp and exp <= now) then return false end
-  return self:_write(path, key, "s", ttl and now + ttl, v)
-end
-
-function Store:add(key, value, ttl)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
-  local v
-  v, err = S.check_value(value)
-  if not v then return nil, err end
-  local t
-  t, err = S.check_ttl(ttl)
-  if err then return nil, err end
-  return self:_locked(k, do_add, v, t)
-end
-
-local function do_delete(self, path)
+Store._delete = locked(function(self, path)
   local ok, msg, code = os_remove(path)
   if not ok and code ~= ENOENT then return nil, self:_fail(msg) end
   return true
-end
+end)
 
-function Store:delete(key)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
-  return self:_locked(k, do_delete)
-end
-
-local function do_incr(self, path, key, now, by, ttl)
-  local kind, exp, payload, err = self:_read(path, key)
+Store._incr = locked(function(self, path, key, now, by, ttl)
+  local kind, exp, payload, err = self:_read_live(path, key, now)
   if err then return nil, err end
-  local cur = 0
-  if kind and exp and exp <= now then kind = nil end
-  if kind then
-    if kind ~= "s" then return nil, self:_fail(LOG_ERROR, false) end
-    cur = S.parse_int(payload)
-    if not cur then return nil, self:_fail("the value is not an integer", false) end
-  else
-    exp = ttl and now + ttl
-  end
-  local n = S.add_int(cur, by)
-  if not n then return nil, self:_fail("the result is out of the integer range +-(2^53 - 1)", false) end
+  if kind and kind ~= "s" then return nil, self:_fail(S.LOG_ERROR, false) end
+  if not kind then exp = ttl and now + ttl end
+  local n, why = S.incr_text(payload, by)
+  if not n then return nil, self:_fail(why, false) end
   local ok
   ok, err = self:_write(path, key, "s", exp, format("%d", n))
   if not ok then return nil, err end
   return n
-end
+end)
 
-function Store:incr(key, by, ttl)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
-  local b
-  b, err = S.check_by(by)
-  if not b then return nil, err end
-  local t
-  t, err = S.check_ttl(ttl)
+Store._admit = locked(function(self, path, key, now, limit, window)
+  local kind, _, payload, err = self:_read_live(path, key, now)
   if err then return nil, err end
-  return self:_locked(k, do_incr, b, t)
-end
-
-local function do_admit(self, path, key, now, limit, window)
-  local kind, exp, payload, err = self:_read(path, key)
-  if err then return nil, err end
-  if kind and exp and exp <= now then kind = nil end
   local times = {}
   if kind then
-    if kind ~= "l" then return nil, self:_fail("the key holds a value, not a rate log", false) end
+    if kind ~= "l" then return nil, self:_fail(S.NOT_LOG, false) end
     for t in payload:gmatch("%S+") do
       local x = tonumber(t)
       if not x then return nil, self:_fail("unreadable data in " .. path, false) end
@@ -263,18 +223,6 @@ local function do_admit(self, path, key, now, limit, window)
     if not ok then return nil, err end
   end
   return wait
-end
-
-function Store:admit(key, limit, window)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
-  local l, w = S.check_admit(limit, window)
-  if not l then return nil, w end
-  return self:_locked(k, do_admit, l, w)
-end
-
-function Store.close(_)
-  return true
-end
+end)
 
 return _M

@@ -64,9 +64,28 @@
 -- that hosts with skewed clocks agree.
 --
 -- Writing your own store: a table with those methods and name, keeping the
--- same contract; _M.check(s) tells whether an object looks like a store, and
--- the helpers below (_M.check_key, _M.check_value, ...) give the same
--- argument errors as ours.
+-- same contract; _M.check(s) tells whether an object looks like a store.
+-- _M.define(Class) gives a class (the metatable of its stores, with
+-- __index = Class) the six methods as ours have them: each checks its
+-- arguments, fails a bad one with our argument error, and otherwise calls
+-- the class's own primitive with the checked arguments, returning what it
+-- returns:
+--   Class:_get(key)                 key: a valid key
+--   Class:_set(key, value, ttl)     value: a string (an integer given as its
+--   Class:_add(key, value, ttl)       decimal text); ttl: seconds or nil
+--   Class:_delete(key)
+--   Class:_incr(key, by, ttl)       by: an integer (1 when nil was given)
+--   Class:_admit(key, limit, window)
+-- and close (returning true) unless the class has its own. It returns the
+-- class; the primitives may come after, as ours do:
+--   local Mine = S.define { name = "mine" }
+--   Mine.__index = Mine
+--   function Mine:_get(key) ... end   -- and so on; new = setmetatable({}, Mine)
+-- The helpers below (_M.check_key, _M.check_value, _M.check_ttl,
+-- _M.check_by, _M.check_admit) give the same argument errors one at a time;
+-- _M.store_error, the messages (_M.LOG_ERROR, _M.NOT_LOG, _M.NOT_INT,
+-- _M.RANGE), _M.incr_text and _M.log_admit the rest of what memory and file
+-- do.
 local qerror = require "qiwi.error"
 local core = require "qiwi.core"
 
@@ -165,6 +184,67 @@ function _M.check_admit(limit, window)
   return l, window
 end
 
+---------------------------------------------------------------------------
+-- The public methods of a store class, defined once over its primitives
+-- (see "Writing your own store" above).
+
+local check_key, check_value, check_ttl, check_by, check_admit = _M.check_key, _M.check_value, _M.check_ttl,
+  _M.check_by, _M.check_admit
+
+local function store_close() return true end
+
+function _M.define(class)
+  function class:get(key)
+    local k, err = check_key(key)
+    if not k then return nil, err end
+    return self:_get(k)
+  end
+
+  function class:delete(key)
+    local k, err = check_key(key)
+    if not k then return nil, err end
+    return self:_delete(k)
+  end
+
+  -- set, add and incr: key, a value (checked by check), ttl
+  local function with_ttl(check, primitive)
+    return function(self, key, value, ttl)
+      local k, err = check_key(key)
+      if not k then return nil, err end
+      local v
+      v, err = check(value)
+      if not v then return nil, err end
+      local t
+      t, err = check_ttl(ttl)
+      if err then return nil, err end
+      return self[primitive](self, k, v, t)
+    end
+  end
+  class.set = with_ttl(check_value, "_set")
+  class.add = with_ttl(check_value, "_add")
+  class.incr = with_ttl(check_by, "_incr")
+
+  function class:admit(key, limit, window)
+    local k, err = check_key(key)
+    if not k then return nil, err end
+    local l, w = check_admit(limit, window)
+    if not l then return nil, w end
+    return self:_admit(k, l, w)
+  end
+
+  if class.close == nil then class.close = store_close end
+  return class
+end
+
+---------------------------------------------------------------------------
+-- What stores that keep their data themselves share.
+
+-- The messages of the store errors (not retryable) that the interface names.
+_M.LOG_ERROR = "the key holds a rate log (admit)"
+_M.NOT_LOG = "the key holds a value, not a rate log"
+_M.NOT_INT = "the value is not an integer"
+_M.RANGE = "the result is out of the integer range +-(2^53 - 1)"
+
 -- The integer a stored text holds, or nil when it is not the canonical text
 -- of an integer in range ("5", "-12", "0"; not "05", "+5", "5.0", " 5").
 function _M.parse_int(s)
@@ -179,6 +259,19 @@ end
 function _M.add_int(a, b)
   local n = a + b
   if n > MAX_INT or n < -MAX_INT then return nil end
+  return n
+end
+
+-- incr over a stored text (nil: the key is absent, which counts as 0): the
+-- new integer, or nil and the message of the store error to fail with.
+function _M.incr_text(text, by)
+  local cur = 0
+  if text ~= nil then
+    cur = _M.parse_int(text)
+    if not cur then return nil, _M.NOT_INT end
+  end
+  local n = _M.add_int(cur, by)
+  if not n then return nil, _M.RANGE end
   return n
 end
 

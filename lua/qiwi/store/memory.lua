@@ -7,19 +7,14 @@
 local S = require "qiwi.store"
 local core = require "qiwi.core"
 
-local check_key, check_value, check_ttl = S.check_key, S.check_value, S.check_ttl
 local next = next
 
 local _M = {}
 -- shared = false: one Lua state's; what must be unique across processes
 -- (fresh payment ids) is not kept here (qiwi.ids)
-local Store = { name = "memory", shared = false }
+local Store = S.define { name = "memory", shared = false }
 Store.__index = Store
 _M.Store = Store
-
-local LOG_ERROR = "the key holds a rate log (admit)"
-local NOT_INT = "the value is not an integer"
-local RANGE = "the result is out of the integer range +-(2^53 - 1)"
 
 -- opts.clock: seconds (default the monotonic clock), for tests.
 function _M.new(opts)
@@ -57,86 +52,48 @@ function Store:_put(key, e, now)
   if w >= self.sweep_at then self:_sweep(now) end
 end
 
-function Store:get(key)
-  local k, err = check_key(key)
-  if not k then return nil, err end
+function Store:_get(k)
   local e = self:_entry(k, self.clock())
   if not e then return nil, nil end
-  if e.log then return nil, S.store_error(self.name, LOG_ERROR, false) end
+  if e.log then return nil, S.store_error(self.name, S.LOG_ERROR, false) end
   return e.v
 end
 
-function Store:set(key, value, ttl)
-  local k, err = check_key(key)
-  if not k then return nil, err end
-  local v
-  v, err = check_value(value)
-  if not v then return nil, err end
-  local t
-  t, err = check_ttl(ttl)
-  if err then return nil, err end
-  local now = self.clock()
+local function put_value(self, k, v, t, now)
   self:_put(k, { v = v, exp = t and now + t }, now)
   return true
 end
 
-function Store:add(key, value, ttl)
-  local k, err = check_key(key)
-  if not k then return nil, err end
-  local v
-  v, err = check_value(value)
-  if not v then return nil, err end
-  local t
-  t, err = check_ttl(ttl)
-  if err then return nil, err end
+function Store:_set(k, v, t)
+  return put_value(self, k, v, t, self.clock())
+end
+
+function Store:_add(k, v, t)
   local now = self.clock()
   if self:_entry(k, now) then return false end
-  self:_put(k, { v = v, exp = t and now + t }, now)
-  return true
+  return put_value(self, k, v, t, now)
 end
 
-function Store:delete(key)
-  local k, err = check_key(key)
-  if not k then return nil, err end
+function Store:_delete(k)
   self.data[k] = nil
   return true
 end
 
-function Store:incr(key, by, ttl)
-  local k, err = check_key(key)
-  if not k then return nil, err end
-  local b
-  b, err = S.check_by(by)
-  if not b then return nil, err end
-  local t
-  t, err = check_ttl(ttl)
-  if err then return nil, err end
+function Store:_incr(k, b, t)
   local now = self.clock()
   local e = self:_entry(k, now)
-  local cur = 0
-  if e then
-    if e.log then return nil, S.store_error(self.name, LOG_ERROR, false) end
-    cur = S.parse_int(e.v)
-    if not cur then return nil, S.store_error(self.name, NOT_INT, false) end
-  end
-  local n = S.add_int(cur, b)
-  if not n then return nil, S.store_error(self.name, RANGE, false) end
-  if e then
-    e.v = string.format("%d", n)
-  else
-    self:_put(k, { v = string.format("%d", n), exp = t and now + t }, now)
-  end
+  if e and e.log then return nil, S.store_error(self.name, S.LOG_ERROR, false) end
+  local n, why = S.incr_text(e and e.v, b)
+  if not n then return nil, S.store_error(self.name, why, false) end
+  local v = string.format("%d", n)
+  if e then e.v = v else put_value(self, k, v, t, now) end
   return n
 end
 
-function Store:admit(key, limit, window)
-  local k, err = check_key(key)
-  if not k then return nil, err end
-  local l, w = S.check_admit(limit, window)
-  if not l then return nil, w end
+function Store:_admit(k, l, w)
   local now = self.clock()
   local e = self:_entry(k, now)
-  if e and not e.log then return nil, S.store_error(self.name, "the key holds a value, not a rate log", false) end
+  if e and not e.log then return nil, S.store_error(self.name, S.NOT_LOG, false) end
   if not e then
     e = { log = {} }
     self:_put(k, e, now)
@@ -146,10 +103,6 @@ function Store:admit(key, limit, window)
   local newest = e.log[#e.log]
   e.exp = newest and newest + w or now + w
   return wait
-end
-
-function Store.close(_)
-  return true
 end
 
 return _M

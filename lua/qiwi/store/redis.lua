@@ -22,12 +22,12 @@ local type, tostring, format, find, ceil, floor = type, tostring, string.format,
 local pcall, setmetatable = pcall, setmetatable
 
 local _M = {}
-local Store = { name = "redis" }
+local Store = S.define { name = "redis" }
 Store.__index = Store
 _M.Store = Store
 
 local LOG_ERROR = "the key holds a rate log (admit) or another Redis type, not a value"
-local NOT_LOG = "the key holds a value, not a rate log"
+local NOT_LOG = S.NOT_LOG
 
 -- KEYS[1] the key; ARGV[1] the increment, ARGV[2] the ttl in ms (0: none).
 -- An existing key keeps its expiry (INCRBY keeps it).
@@ -299,26 +299,12 @@ local function ttl_ms(ttl)
   return ms
 end
 
-local function prepare(key, value, ttl)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
-  local v
-  v, err = S.check_value(value)
-  if not v then return nil, err end
-  local t
-  t, err = S.check_ttl(ttl)
-  if err then return nil, err end
-  return k, v, t
-end
-
 local function wrongtype(self, msg, message)
   if find(msg, "^WRONGTYPE") then return self:_fail(message, false) end
   return redis_error(self, msg)
 end
 
-function Store:get(key)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
+function Store:_get(k)
   local ok, v = self:_command { "GET", self.prefix .. k }
   if not ok then
     if v.message and find(v.message, "WRONGTYPE", 1, true) then return nil, self:_fail(LOG_ERROR, false) end
@@ -328,43 +314,33 @@ function Store:get(key)
   return v
 end
 
-function Store:set(key, value, ttl)
-  local k, v, t = prepare(key, value, ttl)
-  if not k then return nil, v end
+-- SET key value [NX] [PX ms]: true, the reply | nil, err.
+local function set(self, k, v, t, nx)
   local args = { "SET", self.prefix .. k, v }
-  if t then args[4], args[5] = "PX", ttl_ms(t) end
-  local ok, r = self:_command(args)
+  if nx then args[#args + 1] = "NX" end
+  if t then args[#args + 1], args[#args + 2] = "PX", ttl_ms(t) end
+  return self:_command(args)
+end
+
+function Store:_set(k, v, t)
+  local ok, r = set(self, k, v, t, false)
   if not ok then return nil, r end
   return true
 end
 
-function Store:add(key, value, ttl)
-  local k, v, t = prepare(key, value, ttl)
-  if not k then return nil, v end
-  local args = { "SET", self.prefix .. k, v, "NX" }
-  if t then args[5], args[6] = "PX", ttl_ms(t) end
-  local ok, r = self:_command(args)
+function Store:_add(k, v, t)
+  local ok, r = set(self, k, v, t, true)
   if not ok then return nil, r end
   return r ~= nil
 end
 
-function Store:delete(key)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
+function Store:_delete(k)
   local ok, r = self:_command { "DEL", self.prefix .. k }
   if not ok then return nil, r end
   return true
 end
 
-function Store:incr(key, by, ttl)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
-  local b
-  b, err = S.check_by(by)
-  if not b then return nil, err end
-  local t
-  t, err = S.check_ttl(ttl)
-  if err then return nil, err end
+function Store:_incr(k, b, t)
   local ok, v, reply = self:_script(INCR, self.prefix .. k, b, t and ttl_ms(t) or 0)
   if ok then
     if type(v) ~= "number" then return nil, self:_fail("the incr script answered a " .. type(v), false) end
@@ -376,11 +352,7 @@ function Store:incr(key, by, ttl)
   return nil, wrongtype(self, reply, LOG_ERROR)
 end
 
-function Store:admit(key, limit, window)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
-  local l, w = S.check_admit(limit, window)
-  if not l then return nil, w end
+function Store:_admit(k, l, w)
   local us = floor(w * 1e6 + 0.5)
   if us < 1 then us = 1 end
   local ok, v, reply = self:_script(ADMIT, self.prefix .. k, l, us)

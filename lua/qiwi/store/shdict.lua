@@ -23,13 +23,12 @@ local type, format = type, string.format
 local monotonic = core.monotonic
 
 local _M = {}
-local Store = { name = "shdict" }
+local Store = S.define { name = "shdict" }
 Store.__index = Store
 _M.Store = Store
 
 local LOCK_TTL = 1
-local LOG_ERROR = "the key holds a rate log (admit)"
-local NOT_LOG = "the key holds a value, not a rate log"
+local LOG_ERROR, NOT_LOG = S.LOG_ERROR, S.NOT_LOG
 
 -- opts.timeout: seconds to wait for an admit lock (default 2).
 function _M.new(name, opts)
@@ -70,9 +69,7 @@ local function text(v)
   return v
 end
 
-function Store:get(key)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
+function Store:_get(k)
   local v, gerr = self.dict:get(k)
   if v == nil then
     if gerr == "value is a list" then return nil, self:_fail(LOG_ERROR, false) end
@@ -82,66 +79,40 @@ function Store:get(key)
   return text(v)
 end
 
-local function prepare(key, value, ttl)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
-  local v
-  v, err = S.check_value(value)
-  if not v then return nil, err end
-  local t
-  t, err = S.check_ttl(ttl)
-  if err then return nil, err end
-  return k, stored(v), t or 0
-end
-
-function Store:set(key, value, ttl)
-  local k, v, t = prepare(key, value, ttl)
-  if not k then return nil, v end
-  local ok, err = self.dict:safe_set(k, v, t)
+function Store:_set(k, v, t)
+  local ok, err = self.dict:safe_set(k, stored(v), t or 0)
   if not ok then return nil, self:_fail(err, false) end
   return true
 end
 
-function Store:add(key, value, ttl)
-  local k, v, t = prepare(key, value, ttl)
-  if not k then return nil, v end
-  local ok, err = self.dict:safe_add(k, v, t)
+function Store:_add(k, v, t)
+  local ok, err = self.dict:safe_add(k, stored(v), t or 0)
   if ok then return true end
   if err == "exists" then return false end
   return nil, self:_fail(err, false)
 end
 
-function Store:delete(key)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
+function Store:_delete(k)
   self.dict:delete(k)
   return true
 end
 
-function Store:incr(key, by, ttl)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
-  local b
-  b, err = S.check_by(by)
-  if not b then return nil, err end
-  local t
-  t, err = S.check_ttl(ttl)
-  if err then return nil, err end
+function Store:_incr(k, b, t)
   local dict = self.dict
-  local n
+  local n, err
   if t then
     n, err = dict:incr(k, b, 0, t)
   else
     n, err = dict:incr(k, b, 0)
   end
   if not n then
-    if err == "not a number" then return nil, self:_fail("the value is not an integer", false) end
+    if err == "not a number" then return nil, self:_fail(S.NOT_INT, false) end
     if err == "value is a list" then return nil, self:_fail(LOG_ERROR, false) end
     return nil, self:_fail(err, false)
   end
   if n > S.MAX_INT or n < -S.MAX_INT then
     dict:incr(k, -b)
-    return nil, self:_fail("the result is out of the integer range +-(2^53 - 1)", false)
+    return nil, self:_fail(S.RANGE, false)
   end
   return n
 end
@@ -186,11 +157,7 @@ function Store:_unlock(lk, token)
   if self.dict:get(lk) == token then self.dict:delete(lk) end
 end
 
-function Store:admit(key, limit, window)
-  local k, err = S.check_key(key)
-  if not k then return nil, err end
-  local l, w = S.check_admit(limit, window)
-  if not l then return nil, w end
+function Store:_admit(k, l, w)
   local dict = self.dict
   local lk = k .. "\0admit"
   self.seq = self.seq + 1
@@ -214,10 +181,6 @@ function Store:admit(key, limit, window)
   if not ok then return nil, self:_fail(wait, false) end
   if not wait then return nil, werr end
   return wait
-end
-
-function Store.close(_)
-  return true
 end
 
 return _M
