@@ -180,29 +180,41 @@ CURLcode qiwi_http_setup(CURL *easy, char *errbuf, const qiwi_http_config *cfg) 
   return rc;
 }
 
-CURLcode qiwi_http_prepare(CURL *easy, const qiwi_http_req *r, qiwi_buffer *body,
-                           qiwi_buffer *head, size_t max_body, char *errbuf) {
-  CURLcode rc = CURLE_OK;
+/* The method mapping of both prepares (see http.h): *post when the request
+ * is of libcurl's POST kind (a body, or POST), else a plain GET; returns the
+ * verb for CURLOPT_CUSTOMREQUEST, NULL when libcurl's own (GET or POST) is it. */
+static const char *map_method(const char *method, int has_body, int *post) {
+  *post = has_body || strcmp(method, "POST") == 0;
+  return strcmp(method, *post ? "POST" : "GET") == 0 ? NULL : method;
+}
+
+/* What a prepare does to the answer buffers and the error buffer. */
+static void ready_answer(qiwi_buffer *body, qiwi_buffer *head, size_t max_body, char *errbuf) {
   body->len = head->len = 0;
   body->overflow = head->overflow = 0;
   body->max = max_body;
   head->max = QIWI_MAX_HEAD;
   errbuf[0] = '\0';
+}
+
+CURLcode qiwi_http_prepare(CURL *easy, const qiwi_http_req *r, qiwi_buffer *body,
+                           qiwi_buffer *head, size_t max_body, char *errbuf) {
+  CURLcode rc = CURLE_OK;
+  int post;
+  const char *verb = map_method(r->method, r->body != NULL, &post);
+  ready_answer(body, head, max_body, errbuf);
   SET(CURLOPT_URL, r->url);
   SET(CURLOPT_HTTPHEADER, r->headers);
   SET(CURLOPT_WRITEDATA, body);
   SET(CURLOPT_HEADERDATA, head);
-  if (strcmp(r->method, "GET") == 0 && r->body == NULL) {
-    SET(CURLOPT_HTTPGET, 1L);
-    SET(CURLOPT_CUSTOMREQUEST, (char *)NULL);
-  } else if (r->body == NULL && strcmp(r->method, "POST") != 0) {
-    SET(CURLOPT_HTTPGET, 1L);
-    SET(CURLOPT_CUSTOMREQUEST, r->method);
-  } else {
+  if (post) {
+    /* the size first: CURLOPT_POSTFIELDSIZE_LARGE may reset the body pointer */
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
     SET(CURLOPT_POSTFIELDS, r->body ? r->body : "");
-    SET(CURLOPT_CUSTOMREQUEST, strcmp(r->method, "POST") == 0 ? NULL : r->method);
+  } else {
+    SET(CURLOPT_HTTPGET, 1L);
   }
+  SET(CURLOPT_CUSTOMREQUEST, verb);
   SET(CURLOPT_TIMEOUT_MS, r->timeout_ms);
   /* libcurl re-sends a request by itself when a reused connection dies
    * before any answer, even a POST the server may have acted on; a
@@ -211,6 +223,80 @@ CURLcode qiwi_http_prepare(CURL *easy, const qiwi_http_req *r, qiwi_buffer *body
   return rc;
 }
 
+void qiwi_http_kept_free(qiwi_http_kept *k) {
+  free(k->url);
+  memset(k, 0, sizeof *k);
+}
+
+int qiwi_http_kept_url(const qiwi_http_kept *k, const char *url, size_t len) {
+  return k->url_ok && len == k->url_len && memcmp(url, k->url, len) == 0;
+}
+
+/* Remembers url as the handle's; when out of memory, only that it is unknown. */
+static void keep_url(qiwi_http_kept *k, const char *url, size_t len) {
+  if (len >= k->url_cap) {
+    char *p = realloc(k->url, len + 1);
+    if (p == NULL) return;
+    k->url = p;
+    k->url_cap = len + 1;
+  }
+  memcpy(k->url, url, len);
+  k->url[len] = '\0';
+  k->url_len = len;
+  k->url_ok = 1;
+}
+
+/* SET where the kept value differs (or nothing is known). */
+#define SET_CHANGED(field, value, opt, arg) \
+  if (rc == CURLE_OK && (!known || k->field != (value))) { \
+    rc = curl_easy_setopt(easy, opt, arg); \
+    k->field = (value); \
+  }
+
+CURLcode qiwi_http_prepare_kept(CURL *easy, qiwi_http_kept *k, const qiwi_http_req *r,
+                                int method, size_t url_len, qiwi_buffer *body,
+                                qiwi_buffer *head, size_t max_body, char *errbuf) {
+  CURLcode rc = CURLE_OK;
+  int known = k->known, post, custom;
+  const char *verb = map_method(r->method, r->body != NULL, &post);
+  custom = verb ? method : 0;
+  ready_answer(body, head, max_body, errbuf);
+  /* Forgotten until every option below is set: a refusal leaves the handle
+   * in a state nobody tracks, and the next request sets everything. */
+  k->known = 0;
+  if (!qiwi_http_kept_url(k, r->url, url_len)) {
+    k->url_ok = 0;
+    SET(CURLOPT_URL, r->url);
+    if (rc == CURLE_OK) keep_url(k, r->url, url_len);
+  }
+  SET_CHANGED(headers, r->headers, CURLOPT_HTTPHEADER, r->headers)
+  SET_CHANGED(body, body, CURLOPT_WRITEDATA, body)
+  SET_CHANGED(head, head, CURLOPT_HEADERDATA, head)
+  /* The request kind: POST with this body, or GET. A POST's size before
+   * its body (see qiwi_http_prepare); its body is set every time (another
+   * Lua string) and dropped after the transfer, which leaves libcurl's kind
+   * POST: a GET after it sets HTTPGET. */
+  if (post) {
+    SET_CHANGED(body_len, (curl_off_t)r->body_len, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len)
+    SET(CURLOPT_POSTFIELDS, r->body ? r->body : "");
+    k->body_set = 1;
+  } else if (!known || k->post) {
+    SET(CURLOPT_HTTPGET, 1L);
+  }
+  k->post = post;
+  SET_CHANGED(custom, custom, CURLOPT_CUSTOMREQUEST, verb)
+  SET_CHANGED(timeout_ms, r->timeout_ms, CURLOPT_TIMEOUT_MS, r->timeout_ms)
+  /* on a connection of its own: see qiwi_http_prepare */
+  SET_CHANGED(once, r->once ? 1 : 0, CURLOPT_FRESH_CONNECT, r->once ? 1L : 0L)
+  if (rc != CURLE_OK) {
+    k->url_ok = 0;
+    return rc;
+  }
+  k->known = 1;
+  return rc;
+}
+
+#undef SET_CHANGED
 #undef SET
 
 void qiwi_http_done(CURL *easy) {
@@ -218,14 +304,32 @@ void qiwi_http_done(CURL *easy) {
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
 }
 
-int qiwi_http_method_known(const char *m, size_t len) {
+void qiwi_http_done_kept(CURL *easy, qiwi_http_kept *k) {
+  if (!k->known) {
+    /* after a refusal: whatever was set of this request goes */
+    qiwi_http_done(easy);
+    k->body_set = 0;
+  } else if (k->body_set) {
+    /* libcurl's kind stays POST (k->post is still 1) */
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, (char *)NULL);
+    k->body_set = 0;
+  }
+}
+
+int qiwi_http_method_code(const char *m, size_t len) {
   switch (len) {
-    case 3: return memcmp(m, "GET", 3) == 0 || memcmp(m, "PUT", 3) == 0;
-    case 4: return memcmp(m, "POST", 4) == 0;
-    case 5: return memcmp(m, "PATCH", 5) == 0;
-    case 6: return memcmp(m, "DELETE", 6) == 0;
+    case 3:
+      if (memcmp(m, "GET", 3) == 0) return QIWI_METHOD_GET;
+      return memcmp(m, "PUT", 3) == 0 ? QIWI_METHOD_PUT : 0;
+    case 4: return memcmp(m, "POST", 4) == 0 ? QIWI_METHOD_POST : 0;
+    case 5: return memcmp(m, "PATCH", 5) == 0 ? QIWI_METHOD_PATCH : 0;
+    case 6: return memcmp(m, "DELETE", 6) == 0 ? QIWI_METHOD_DELETE : 0;
     default: return 0;
   }
+}
+
+int qiwi_http_method_known(const char *m, size_t len) {
+  return qiwi_http_method_code(m, len) != 0;
 }
 
 int qiwi_has_line_break(const char *s, size_t len) {
@@ -239,33 +343,41 @@ int qiwi_has_line_break(const char *s, size_t len) {
 
 /* The answer headers the Lua layer reads. The others (date, server, …) are
  * left out: made into Lua strings they were a fifth of the garbage of a
- * call, for nobody to read. */
-static int wanted_header(const char *name, size_t len) {
+ * call, for nobody to read. Returns the lower-case name when name (len
+ * bytes, any case) is one of them, else NULL. ASCII case folding: the names
+ * are ASCII, and no byte outside it folds into ASCII in any locale. */
+static const char *wanted_header(const char *name, size_t len) {
+  const char *want;
+  size_t i;
   switch (len) {
-    case 11: return memcmp(name, "retry-after", 11) == 0;
-    case 12: return memcmp(name, "content-type", 12) == 0;
-    default: return 0;
+    case 11: want = "retry-after"; break;
+    case 12: want = "content-type"; break;
+    default: return NULL;
   }
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (c >= 'A' && c <= 'Z') c = (unsigned char)(c + ('a' - 'A'));
+    if (c != (unsigned char)want[i]) return NULL;
+  }
+  return want;
 }
 
 void qiwi_push_headers(lua_State *L, const qiwi_buffer *b) {
-  const char *p = b->data, *end;
+  const char *end, *nl;
   lua_createtable(L, 0, 2);
-  if (p == NULL) return;
-  end = p + b->len;
-  /* skip the status line */
-  while (p < end && *p != '\n') p++;
-  while (p < end) {
-    const char *line = ++p, *colon = NULL, *eol, *v, *ve;
-    char name[128];
-    size_t nlen, i;
-    while (p < end && *p != '\n') { if (!colon && *p == ':') colon = p; p++; }
-    eol = p;
+  if (b->data == NULL) return;
+  end = b->data + b->len;
+  nl = memchr(b->data, '\n', b->len);  /* the end of the status line */
+  while (nl != NULL && nl + 1 < end) {
+    const char *line = nl + 1, *eol, *colon, *name, *v, *ve;
+    size_t nlen;
+    nl = memchr(line, '\n', (size_t)(end - line));
+    eol = nl ? nl : end;
+    colon = memchr(line, ':', (size_t)(eol - line));
     if (colon == NULL) continue;
     nlen = (size_t)(colon - line);
-    if (nlen == 0 || nlen >= sizeof name) continue;
-    for (i = 0; i < nlen; i++) name[i] = (char)tolower((unsigned char)line[i]);
-    if (!wanted_header(name, nlen)) continue;
+    name = wanted_header(line, nlen);
+    if (name == NULL) continue;
     v = colon + 1;
     ve = eol;
     while (v < ve && (*v == ' ' || *v == '\t')) v++;

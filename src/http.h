@@ -106,7 +106,68 @@ CURLcode qiwi_http_prepare(CURL *easy, const qiwi_http_req *r, qiwi_buffer *body
  * once we return. */
 void qiwi_http_done(CURL *easy);
 
+/* ---- one request on a handle that remembers the previous one ------------ */
+
+/* What the request options of one easy handle were last set to, kept beside
+ * the handle (a session keeps one), so that a request sets only what changed
+ * since the previous one: a client's calls in a row differ in little (the
+ * same URL, header list, timeout, method), and each setopt is work (URL and
+ * CUSTOMREQUEST are copied by libcurl), as is the CR/LF scan of a URL.
+ * Zeroed: nothing is known, the next request sets everything; free with
+ * qiwi_http_kept_free. A libcurl refusal forgets everything again.
+ *
+ * libcurl's state (7.85 and later) this mirrors:
+ *   CURLOPT_URL             a copy inside libcurl: kept here as a copy too,
+ *                           compared by bytes (a Lua string with the same
+ *                           text is often another object)
+ *   CURLOPT_HTTPHEADER      a pointer libcurl reads only during a transfer.
+ *                           It stays set after one: a list closed since is
+ *                           never read, and the next request sets its own
+ *                           list (a new list at the old address is that
+ *                           list, and what libcurl reads is what it holds)
+ *   CURLOPT_TIMEOUT_MS, CURLOPT_FRESH_CONNECT, CURLOPT_POSTFIELDSIZE_LARGE
+ *                           plain values
+ *   CURLOPT_CUSTOMREQUEST   a copy inside libcurl; kept as the method's code
+ *   the request kind        libcurl's GET (CURLOPT_HTTPGET) or POST (set by
+ *                           CURLOPT_POSTFIELDS, even a NULL one: clearing
+ *                           the body after a transfer leaves the kind POST)
+ *   CURLOPT_POSTFIELDS      points into a Lua string: set for every request
+ *                           with a body, dropped after its transfer by
+ *                           qiwi_http_done_kept, never set otherwise. */
+typedef struct {
+  char *url;                         /* CURLOPT_URL as set; owned, url_cap bytes */
+  size_t url_len, url_cap;
+  int url_ok;                        /* url is what libcurl has */
+  int known;                         /* the fields below are what libcurl has */
+  struct curl_slist *headers;        /* CURLOPT_HTTPHEADER (never dereferenced here) */
+  long timeout_ms;                   /* CURLOPT_TIMEOUT_MS */
+  int once;                          /* CURLOPT_FRESH_CONNECT */
+  int post;                          /* the request kind is POST, else GET */
+  int custom;                        /* CURLOPT_CUSTOMREQUEST: a QIWI_METHOD_*, 0 for none */
+  int body_set;                      /* CURLOPT_POSTFIELDS is a pointer of the caller's */
+  curl_off_t body_len;               /* CURLOPT_POSTFIELDSIZE_LARGE */
+  const qiwi_buffer *body, *head;    /* CURLOPT_WRITEDATA, CURLOPT_HEADERDATA */
+} qiwi_http_kept;
+
+void qiwi_http_kept_free(qiwi_http_kept *k);
+/* True when url is the URL set on the handle last (so known to be free of
+ * CR, LF and NUL: only a checked URL is ever set). */
+int qiwi_http_kept_url(const qiwi_http_kept *k, const char *url, size_t len);
+/* qiwi_http_prepare with k: the same options, the same method mapping, but
+ * only those that differ from k are set. method is r->method's
+ * QIWI_METHOD_* code, url_len the length of r->url (checked by the caller:
+ * no CR, LF or NUL). */
+CURLcode qiwi_http_prepare_kept(CURL *easy, qiwi_http_kept *k, const qiwi_http_req *r,
+                                int method, size_t url_len, qiwi_buffer *body,
+                                qiwi_buffer *head, size_t max_body, char *errbuf);
+/* After the transfer (or a refused prepare) of qiwi_http_prepare_kept:
+ * drops the POSTFIELDS pointer when one was set. */
+void qiwi_http_done_kept(CURL *easy, qiwi_http_kept *k);
+
 /* GET, POST, PUT, PATCH or DELETE: the methods the QIWI API uses. */
+enum { QIWI_METHOD_GET = 1, QIWI_METHOD_POST, QIWI_METHOD_PUT, QIWI_METHOD_PATCH, QIWI_METHOD_DELETE };
+/* The QIWI_METHOD_* of m (exact, upper case), 0 for any other. */
+int qiwi_http_method_code(const char *m, size_t len);
 int qiwi_http_method_known(const char *m, size_t len);
 int qiwi_has_line_break(const char *s, size_t len);
 

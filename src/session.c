@@ -1,7 +1,9 @@
 /* qiwi.core.session: a client's HTTPS connection. One libcurl easy handle per
  * session is reused for every request, so libcurl keeps the TLS connection
- * alive between calls; the body/header buffers are reused across requests.
- * Everything about the transfer itself is the HTTP layer's (http.c). */
+ * alive between calls; the body/header buffers are reused across requests,
+ * and the handle's options are set only where a request differs from the
+ * one before (qiwi_http_kept). Everything about the transfer itself is the
+ * HTTP layer's (http.c). */
 #include <curl/curl.h>
 #include <string.h>
 #include "compat.h"
@@ -13,6 +15,7 @@ typedef struct {
   qiwi_http_config cfg;
   qiwi_no_expect no_expect;         /* the list of a request without one */
   qiwi_buffer body, head;
+  qiwi_http_kept kept;              /* what easy's request options are set to */
   int busy;
   char errbuf[CURL_ERROR_SIZE];
 } session;
@@ -28,6 +31,7 @@ static void session_release(session *s) {
   qiwi_http_config_free(&s->cfg);
   qiwi_buffer_free(&s->body);
   qiwi_buffer_free(&s->head);
+  qiwi_http_kept_free(&s->kept);
 }
 
 static int session_close(lua_State *L) {
@@ -98,7 +102,7 @@ static int session_send(lua_State *L) {
   const char *err = NULL;
   size_t mlen, ulen;
   CURLcode rc;
-  int n;
+  int n, method = 0;
 
   memset(&r, 0, sizeof r);
   r.method = luaL_checklstring(L, 2, &mlen);
@@ -108,9 +112,11 @@ static int session_send(lua_State *L) {
   r.timeout_ms = s->cfg.timeout_ms;
   if (s->easy == NULL) err = "session is closed";
   else if (s->busy) err = "session is busy with another request";
-  else if (qiwi_has_line_break(r.url, ulen) || qiwi_has_line_break(r.method, mlen))
+  /* the URL the handle has was checked when it was set */
+  else if ((!qiwi_http_kept_url(&s->kept, r.url, ulen) && qiwi_has_line_break(r.url, ulen)) ||
+           qiwi_has_line_break(r.method, mlen))
     err = "URL or method contains CR, LF or NUL";
-  else if (!qiwi_http_method_known(r.method, mlen))
+  else if ((method = qiwi_http_method_code(r.method, mlen)) == 0)
     err = "method must be GET, POST, PUT, PATCH or DELETE";
   else err = qiwi_header_list_arg(L, 4, &s->no_expect.node, &r.headers);
   if (err == NULL && !lua_isnoneornil(L, 6)) {
@@ -120,10 +126,11 @@ static int session_send(lua_State *L) {
   }
   if (err != NULL) return qiwi_http_fail(L, "argument", err, QIWI_CODE_ARGUMENT);
 
-  rc = qiwi_http_prepare(s->easy, &r, &s->body, &s->head, s->cfg.max_body, s->errbuf);
+  rc = qiwi_http_prepare_kept(s->easy, &s->kept, &r, method, ulen, &s->body, &s->head,
+                              s->cfg.max_body, s->errbuf);
   if (rc != CURLE_OK) {
     /* refused by libcurl: nothing went out */
-    qiwi_http_done(s->easy);
+    qiwi_http_done_kept(s->easy, &s->kept);
     lua_pushnil(L);
     lua_pushliteral(L, "argument");
     lua_pushstring(L, curl_easy_strerror(rc));
@@ -133,7 +140,7 @@ static int session_send(lua_State *L) {
   s->busy = 1;
   rc = curl_easy_perform(s->easy);
   s->busy = 0;
-  qiwi_http_done(s->easy);
+  qiwi_http_done_kept(s->easy, &s->kept);
   if (rc != CURLE_OK) {
     lua_pushnil(L);
     n = 1 + qiwi_http_push_error(L, rc, s->errbuf, &s->body);
