@@ -2,15 +2,10 @@
 local qiwi = require "qiwi"
 local core = require "qiwi.core"
 local https_fake = require "https_fake"
+local util = require "util"
 
 local TOKEN = "test-token"
 local WALLET = "79111234567"
-
-local function count_keys(t)
-  local n = 0
-  for _ in pairs(t) do n = n + 1 end
-  return n
-end
 
 describe("client:batch over HTTPS", function()
   local srv
@@ -98,10 +93,8 @@ describe("client:batch over HTTPS", function()
     -- one after another these take 50 x 100 ms = 5 s; concurrently about one delay
     assert.is_true(first < 2.0, "first batch took " .. first .. " s")
     assert.is_true(second < 2.0, "second batch took " .. second .. " s")
-    local conns = {}
-    for _, r in ipairs(srv:requests()) do conns[r.connection] = true end
     -- HTTP/2 multiplexes all of them on one connection, kept for the next batch
-    assert.equal(1, count_keys(conns))
+    assert.equal(1, util.connections(srv:requests()))
     local stats = c._transports.batch.multi:stats()
     assert.equal(50, stats.transfers)
     assert.equal(50, stats.http2)
@@ -164,7 +157,7 @@ describe("client:batch over HTTPS", function()
     for _, r in ipairs(srv:requests()) do
       if r.method == "POST" then post = r.connection else gets[r.connection] = true end
     end
-    assert.equal(1, count_keys(gets))
+    assert.equal(1, util.count(gets))
     assert.is_number(post)
     assert.is_nil(gets[post])
     c:close()
@@ -282,9 +275,7 @@ describe("client:batch over HTTPS", function()
     c:close()
     assert.is_nil(c._transports.batch)
     assert.is_table(c:batch { { "accounts" } }[1][1])
-    local conns = {}
-    for _, r in ipairs(srv:requests()) do conns[r.connection] = true end
-    assert.equal(2, count_keys(conns))
+    assert.equal(2, util.connections(srv:requests()))
     c:close()
   end)
 

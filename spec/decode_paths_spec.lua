@@ -4,18 +4,14 @@
 -- 2 KB and more are pushed from a per-decode cache. Each must give exactly
 -- what the plain path gives.
 local qiwi = require "qiwi"
+local util = require "util"
 
 local decode = qiwi.json.decode
+local count = util.count
 
 -- Pads a document past the size from which the string cache is used.
 local function big(doc)
   return doc .. string.rep(" ", 4096)
-end
-
-local function count(t)
-  local n = 0
-  for _ in pairs(t) do n = n + 1 end
-  return n
 end
 
 describe("json decode: repeated strings (cache)", function()

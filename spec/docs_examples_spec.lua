@@ -252,20 +252,13 @@ return {
 }
 ]==]
 
--- This file's directory, and the checkout it belongs to.
-local HERE = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-local ROOT = HERE .. "/.."
+local util = require "util"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+-- The checkout this file belongs to.
+local ROOT = util.repo_root()
 
-local function sh_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local function read(path) return assert(util.read_file(path)) end
+local sh_quote = util.shq
 
 -- The ```lua blocks of the README section titled `title`.
 local function readme_blocks(title)
@@ -305,19 +298,11 @@ describe("README.md's testing section", function()
     end
     core:close()
     busted:close()
-    local p = io.popen("cd " .. sh_quote(ROOT) .. " && pwd")
-    local root = p:read("*l")
-    p:close()
-    local tmp = os.tmpname()
-    os.remove(tmp)
+    local tmp = util.tmpdir("docs")
     local app = tmp .. "/app"
     assert.truthy(os.execute("mkdir -p " .. sh_quote(app .. "/spec")
-      .. " && ln -s " .. sh_quote(root) .. " " .. sh_quote(tmp .. "/lua-qiwi")))
-    local function write(path, text)
-      local f = assert(io.open(path, "wb"))
-      f:write(text)
-      f:close()
-    end
+      .. " && ln -s " .. sh_quote(ROOT) .. " " .. sh_quote(tmp .. "/lua-qiwi")))
+    local write = util.write_file
     write(app .. "/.busted", BUSTED_FILE)
     write(app .. "/spec/app_spec.lua", [[
 describe("an app", function()
@@ -328,7 +313,7 @@ describe("an app", function()
   end)
 end)
 ]])
-    p = io.popen("cd " .. sh_quote(app) .. " && " .. lua .. " /usr/bin/busted 2>&1")
+    local p = io.popen("cd " .. sh_quote(app) .. " && " .. lua .. " /usr/bin/busted 2>&1")
     local out = p:read("*a")
     p:close()
     os.execute("rm -rf " .. sh_quote(tmp))

@@ -11,6 +11,10 @@ local hmac = require "qiwi.fake.hmac"
 local W = "79111234567"
 local AUTH = "Bearer test-token"
 
+-- util.count of spec/support/util.lua, which is not on the path of the
+-- commands above.
+local function count(t) local n = 0 for _ in pairs(t) do n = n + 1 end return n end
+
 -- One request; returns status, decoded JSON body (or nil), headers, raw body.
 local function call(f, method, path, query, body, headers)
   local h = { authorization = AUTH, accept = "application/json" }
@@ -528,9 +532,7 @@ describe("payment history", function()
       assert.equal(50, #b.data)
       query = "rows=50&nextTxnId=" .. b.nextTxnId .. "&nextTxnDate=" .. U.escape(b.nextTxnDate)
     end
-    local n = 0
-    for _ in pairs(seen) do n = n + 1 end
-    assert.equal(150, n)
+    assert.equal(150, count(seen))
     assert.equal(3, pages)
   end)
 
@@ -646,7 +648,6 @@ describe("payment totals", function()
     assert.equal(200, s)
     for _, e in ipairs(b.incomingTotal) do assert.equal(want_in[e.currency], U.kopecks(e.amount)) end
     for _, e in ipairs(b.outgoingTotal) do assert.equal(want_out[e.currency], U.kopecks(e.amount)) end
-    local function count(t) local n = 0 for _ in pairs(t) do n = n + 1 end return n end
     assert.equal(count(want_in), #b.incomingTotal)
     assert.equal(count(want_out), #b.outgoingTotal)
     assert.is_true(#b.outgoingTotal >= 2)

@@ -6,6 +6,7 @@ local qiwi = require "qiwi"
 local core = require "qiwi.core"
 local https_fake = require "https_fake"
 local blackhole = require "blackhole"
+local util = require "util"
 
 local TOKEN = "faults-secret-token-3c9e1f"
 local WALLET = "79111234567"
@@ -62,21 +63,6 @@ local function outgoing_to(srv, account)
     if p.type == "OUT" and p.account == account then n = n + 1 end
   end
   return n
-end
-
--- A free loopback port for a plain-HTTP listener beside the fake.
-local function free_port()
-  local used = {}
-  for _, f in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
-    local fh = io.open(f)
-    if fh then
-      for port in fh:read("*a"):gmatch("\n%s*%d+: %x+:(%x+) ") do used[tonumber(port, 16)] = true end
-      fh:close()
-    end
-  end
-  local port
-  repeat port = https_fake._pick_port({}) until not used[port]
-  return port
 end
 
 describe("fault battery over HTTPS", function()
@@ -471,7 +457,8 @@ describe("fault battery over HTTPS", function()
       local plain, port
       setup(function()
         for _ = 1, 5 do
-          port = free_port()
+          -- a free loopback port for a plain-HTTP listener beside the fake
+          port = util.free_port()
           local ok, srv = pcall(https_fake.start, {
             fake = { token = TOKEN, wallet = WALLET },
             http_extra = "    server { listen 127.0.0.1:" .. port .. "; location / { content_by_lua_block { "

@@ -15,10 +15,7 @@ local function signed(body_with_placeholder, parts)
 end
 
 local function corpus(dir)
-  local files = {}
-  local p = io.popen("ls " .. pki.util.shq(REPO .. "/fuzz/corpus/" .. dir))
-  for name in p:lines() do files[#files + 1] = name end
-  p:close()
+  local files = pki.util.lines("ls " .. pki.util.shq(REPO .. "/fuzz/corpus/" .. dir))
   assert.is_true(#files > 0, "empty corpus " .. dir)
   return files
 end

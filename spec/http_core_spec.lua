@@ -5,6 +5,7 @@
 --   nil, kind, message, code                     on none (code a string)
 local core = require "qiwi.core"
 local https_fake = require "https_fake"
+local util = require "util"
 
 local TOKEN = "http-core-token-5b1d"
 local WALLET = "79111234567"
@@ -21,19 +22,7 @@ local LINES = {
 }
 
 -- A loopback port nothing listens on.
-local function closed_port()
-  local used = {}
-  for _, f in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
-    local fh = io.open(f)
-    if fh then
-      for port in fh:read("*a"):gmatch("\n%s*%d+: %x+:(%x+) ") do used[tonumber(port, 16)] = true end
-      fh:close()
-    end
-  end
-  local port
-  repeat port = https_fake._pick_port({}) until not used[port]
-  return port
-end
+local closed_port = util.free_port
 
 -- results[i] of send_all as the four values of a failure.
 local function unpack_result(r)
@@ -416,11 +405,7 @@ describe("C HTTP layer", function()
       res = assert(m:send_all(reqs))
       for i = 1, 6 do assert.equal(200, res[i][1]) end
       assert.equal(0, m:stats().connects)
-      local conns = {}
-      for _, r in ipairs(srv:requests()) do conns[r.connection] = true end
-      local n = 0
-      for _ in pairs(conns) do n = n + 1 end
-      assert.equal(1, n)
+      assert.equal(1, util.connections(srv:requests()))
       m:close()
     end)
 

@@ -73,12 +73,7 @@ end)
 backends.each(function(make)
   local b = make()
 
-  local function rub(c)
-    local res = assert(c:accounts())
-    for _, acc in ipairs(res.accounts) do
-      if acc.alias == "qw_wallet_rub" then return acc.balance.amount end
-    end
-  end
+  local rub = backends.rub
 
   describe("payments over " .. b.name .. ":", function()
     before_each(function() b:reset { balance = "1000.00" } end)

@@ -4,21 +4,17 @@
 -- the other nginx specs.
 local https_fake = require "https_fake"
 local qiwi = require "qiwi"
-local util = require("pki").util
-
-local REPO = util.repo_root()
 
 describe("client:batch inside nginx #nginx", function()
   local fake, app, base
 
   setup(function()
-    local cpath = '    lua_package_cpath "' .. REPO .. '/build/luajit/?.so;;";'
     fake = https_fake.start { fake = { token = "test-token", wallet = "79111234567", balance = "77.50" } }
     base = "https://fake.qiwi.test:" .. fake.port
     app = https_fake.start {
-      lua_path = REPO .. "/spec/support/?.lua;",
+      lua_path = https_fake.SUPPORT_PATH,
       location_lua = "ngx.exit(404)",
-      http_extra = cpath .. '\n    lua_ssl_trusted_certificate "' .. fake.ca_file .. '";\n    lua_ssl_verify_depth 2;',
+      http_extra = https_fake.client_http(fake.ca_file),
       server_extra = '        location = /t/batch { content_by_lua_block { require("nginx_client").batch() } }',
     }
   end)

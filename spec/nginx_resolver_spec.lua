@@ -15,36 +15,11 @@ local blackhole = require "blackhole"
 local qiwi = require "qiwi"
 local util = require("pki").util
 
-local shq = util.shq
-local REPO = util.repo_root()
+local wait_until = util.wait_until
 
-local function wait_until(timeout, fn)
-  local deadline = util.now() + timeout
-  while true do
-    local v = fn()
-    if v then return v end
-    if util.now() >= deadline then return nil end
-    util.sleep(0.05)
-  end
-end
-
--- Every local UDP port with a socket on it, v4 or v6.
-local function udp_ports_in_use()
-  local used = {}
-  for _, f in ipairs { "/proc/net/udp", "/proc/net/udp6" } do
-    local s = util.read_file(f)
-    if s then
-      for port in s:gmatch("\n%s*%d+: %x+:(%x+) ") do used[tonumber(port, 16)] = true end
-    end
-  end
-  return used
-end
-
+-- A local UDP port with no socket on it, v4 or v6.
 local function unused_udp_port()
-  local used = udp_ports_in_use()
-  local port
-  repeat port = util.random_int(20000, 60999) until not used[port]
-  return port
+  return util.free_port(util.ports_in_use("udp"))
 end
 
 -- A UDP socket on 127.0.0.1 standing in for a DNS server: "silent" never
@@ -52,7 +27,7 @@ end
 -- answers every A query with 127.0.0.1, "slow" does so after 600 ms, and
 -- "nxdomain" answers that no such name exists. A LuaJIT child (FFI
 -- sockets) held through a popen pipe: closing the pipe, or this process
--- dying, ends it.
+-- dying, ends it (util.port_child).
 local DNS_CHILD = [=[
 local ffi = require "ffi"
 ffi.cdef [[
@@ -66,7 +41,7 @@ ffi.cdef [[
   long sendto(int fd, const uint8_t *buf, size_t len, int flags, const struct rs_sockaddr_in *to, uint32_t tolen);
 ]]
 local C = ffi.C
-local mode, file = arg[1], arg[2]
+local mode = arg[1]
 local sa = ffi.new("struct rs_sockaddr_in")
 sa.family = 2
 sa.addr[0], sa.addr[3] = 127, 1
@@ -75,10 +50,7 @@ local fd = C.socket(2, 2, 0)
 assert(fd >= 0 and C.bind(fd, sa, size) == 0, "bind failed")
 local len = ffi.new("uint32_t[1]", size)
 assert(C.getsockname(fd, sa, len) == 0)
-local out = assert(io.open(file .. ".tmp", "w"))
-out:write(sa.port[0] * 256 + sa.port[1], "\n")
-out:close()
-os.rename(file .. ".tmp", file)
+port_ready(sa.port[0] * 256 + sa.port[1])
 if mode == "silent" then io.read("*l") return end
 local fds = ffi.new("struct rs_pollfd[2]")
 fds[0].fd, fds[0].events = 0, 1
@@ -105,23 +77,8 @@ end
 ]=]
 
 local function dns_stub(mode)
-  local file = (os.getenv("TMPDIR") or "/tmp") .. "/lua-qiwi-dns-stub." .. util.random_hex(6)
-  util.write_file(file .. ".lua", DNS_CHILD)
-  local pipe = io.popen("exec luajit " .. shq(file .. ".lua") .. " " .. mode .. " " .. shq(file)
-    .. " >/dev/null 2>&1", "w")
-  local port
-  local deadline = util.now() + 5
-  repeat
-    port = tonumber((util.read_file(file) or ""):match("^(%d+)\n"))
-    if not port then util.sleep(0.02) end
-  until port or util.now() > deadline
-  os.remove(file)
-  os.remove(file .. ".lua")
-  if not port then
-    pipe:close()
-    error("the DNS stub did not come up (is luajit installed?)")
-  end
-  return { port = port, stop = function() pipe:write("\n") pipe:close() end }
+  return util.port_child("dns-stub", DNS_CHILD, { mode })
+    or error("the DNS stub did not come up (is luajit installed?)")
 end
 
 describe("host names inside nginx #nginx", function()
@@ -132,12 +89,10 @@ describe("host names inside nginx #nginx", function()
   -- the given resolver, trusting the test CA.
   local function app_with_resolver(port)
     return https_fake.start {
-      lua_path = REPO .. "/spec/support/?.lua;",
+      lua_path = https_fake.SUPPORT_PATH,
       location_lua = "ngx.exit(404)",
       http_extra = table.concat({
-        '    lua_package_cpath "' .. REPO .. '/build/luajit/?.so;;";',
-        '    lua_ssl_trusted_certificate "' .. fake.ca_file .. '";',
-        "    lua_ssl_verify_depth 2;",
+        https_fake.client_http(fake.ca_file),
         -- and nginx's default resolver_timeout, 30 s
         "    resolver 127.0.0.1:" .. port .. " ipv6=off;",
         "    lua_shared_dict results 1m;",
@@ -166,9 +121,7 @@ describe("host names inside nginx #nginx", function()
   end
 
   setup(function()
-    local so = io.open(REPO .. "/build/luajit/qiwi/core.so", "rb")
-    assert(so, "build/luajit/qiwi/core.so is missing: nginx's LuaJIT needs it (make LUA=luajit)")
-    so:close()
+    util.need_luajit_core()
     fake = https_fake.start { fake = { token = "test-token", wallet = "79111234567", balance = "77.5" } }
     hole = blackhole.start()
     stubs.silent = dns_stub("silent")
@@ -193,11 +146,8 @@ describe("host names inside nginx #nginx", function()
   -- A client call inside app; returns the outcome and the seconds it took,
   -- as seen from outside nginx.
   local function call(app, args)
-    local q = {}
-    for k, v in pairs(args) do q[#q + 1] = k .. "=" .. v end
-    table.sort(q)
     local t0 = util.now()
-    local status, body, cerr = app:curl("GET", "/t/call?" .. table.concat(q, "&"), nil, 40)
+    local status, body, cerr = app:curl("GET", "/t/call?" .. util.query(args), nil, 40)
     local elapsed = util.now() - t0
     assert(status == 200, ("/t/call answered %s %s %s\n--- error.log ---\n%s"):format(
       status, body, cerr, app:error_log(20)))

@@ -31,37 +31,20 @@ end
 local DOCS_HASH = "f05c4e7bdf00620205d47696d77f924bfd3ba4d02b0398ac8a626e737dc27243"
 local WRONG_HASH = "76687ffe5c516c793faa46fafba0994e7ca7a6d735966e0e0c0b65eaa43bdca0"
 
-local function wait_until(timeout, fn)
-  local deadline = util.now() + timeout
-  while true do
-    local v = fn()
-    if v then return v end
-    if util.now() >= deadline then return nil end
-    util.sleep(0.02)
-  end
-end
-
-local function count(t)
-  local n = 0
-  for _ in pairs(t) do n = n + 1 end
-  return n
-end
+local function wait_until(timeout, fn) return util.wait_until(timeout, fn, 0.02) end
 
 describe("inside nginx #nginx", function()
   local fake, shapes, other, app
   local FAKE_URL, SHAPES_URL
 
   setup(function()
-    local so = io.open(REPO .. "/build/luajit/qiwi/core.so", "rb")
-    assert(so, "build/luajit/qiwi/core.so is missing: nginx's LuaJIT needs it (make LUA=luajit)")
-    so:close()
-    local cpath = '    lua_package_cpath "' .. REPO .. '/build/luajit/?.so;;";'
-    local support = REPO .. "/spec/support/?.lua;"
+    util.need_luajit_core()
+    local support = https_fake.SUPPORT_PATH
 
     fake = https_fake.start { fake = { token = TOKEN, wallet = WALLET, balance = "1234.56" } }
     shapes = https_fake.start {
       location_lua = 'require("nginx_client").shapes()', lua_path = support, http2 = false,
-      http_extra = cpath .. "\n    lua_shared_dict results 1m;",
+      http_extra = https_fake.client_http() .. "\n    lua_shared_dict results 1m;",
       server_extra = '        location = /t/result { content_by_lua_block { require("nginx_client").result() } }',
     }
     other = https_fake.start { cert = "other_ca", location_lua = 'ngx.say("unreachable")' }
@@ -69,9 +52,7 @@ describe("inside nginx #nginx", function()
     SHAPES_URL = "https://fake.qiwi.test:" .. shapes.port
 
     local http = {
-      cpath,
-      '    lua_ssl_trusted_certificate "' .. fake.ca_file .. '";',
-      "    lua_ssl_verify_depth 2;",
+      https_fake.client_http(fake.ca_file),
       "    lua_shared_dict qiwi_webhooks 1m;",
       "    lua_shared_dict qiwi_payments 1m;",
       "    lua_shared_dict results 1m;",
@@ -129,10 +110,7 @@ describe("inside nginx #nginx", function()
 
   -- A client call made inside the app; options as query arguments.
   local function call(args)
-    local q = {}
-    for k, v in pairs(args) do q[#q + 1] = k .. "=" .. v end
-    table.sort(q)
-    local v, status = get("/t/call?" .. table.concat(q, "&"))
+    local v, status = get("/t/call?" .. util.query(args))
     assert(status == 200, ("/t/call answered %s %s\n--- app error.log ---\n%s"):format(
       status, type(v) == "string" and v or "", app:error_log(20)))
     return v
@@ -213,9 +191,7 @@ describe("inside nginx #nginx", function()
       end
       local reqs = fake:requests()
       assert.equal(5, #reqs)
-      local conns = {}
-      for _, r in ipairs(reqs) do conns[r.connection] = true end
-      assert.equal(1, count(conns))
+      assert.equal(1, util.connections(reqs))
     end)
   end)
 

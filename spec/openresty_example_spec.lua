@@ -10,48 +10,16 @@ local util = require("pki").util
 
 local shq = util.shq
 local REPO = util.repo_root()
-local NGINX = os.getenv("QIWI_TEST_NGINX") or "/usr/sbin/nginx"
+local NGINX = util.NGINX
 -- Generous: the command may have to build build/luajit/qiwi/core.so first.
 local START_SECONDS = 90
 local TIMEOUT_SECONDS = 300
 
-local function ports_in_use()
-  local used = {}
-  for _, f in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
-    local s = util.read_file(f)
-    if s then
-      for port in s:gmatch("\n%s*%d+: %x+:(%x+) ") do used[tonumber(port, 16)] = true end
-    end
-  end
-  return used
-end
-
-local function free_port(used)
-  local port
-  repeat port = util.random_int(20000, 60999) until not used[port]
-  used[port] = true
-  return port
-end
-
-local function alive(pid)
-  local s = pid and util.read_file("/proc/" .. pid .. "/stat")
-  local state = s and s:match("^%d+ %(.*%) (%S+)")
-  return state ~= nil and state ~= "Z" and state ~= "X"
-end
+local alive, wait_until = util.alive, util.wait_until
 
 local function parent_of(pid)
-  local s = util.read_file("/proc/" .. pid .. "/stat")
-  return s and tonumber(s:match("^%d+ %(.*%) %S+ (%d+)"))
-end
-
-local function wait_until(timeout, fn)
-  local deadline = util.now() + timeout
-  while true do
-    local v = fn()
-    if v then return v end
-    if util.now() >= deadline then return nil end
-    util.sleep(0.05)
-  end
+  local st = util.proc_stat(pid)
+  return st and tonumber(st[2])
 end
 
 -- The one command, supervised: the shell records timeout's pid, then waits
@@ -98,19 +66,15 @@ describe("examples/openresty run by `make openresty-example` #nginx", function()
 
   local function stop()
     if pipe then
-      pipe:write("stop\n")
-      pipe:close()
+      util.stop_pipe(pipe)
       pipe = nil
     end
   end
 
   setup(function()
-    local mk = io.popen("mktemp -d /tmp/lua-qiwi-example-spec.XXXXXXXX")
-    prefix = mk:read("*l")
-    mk:close()
-    assert(prefix and prefix:match("^/tmp/lua%-qiwi%-example%-spec%.%w+$"), "mktemp failed")
-    local used = ports_in_use()
-    port, fake_port = free_port(used), free_port(used)
+    prefix = util.tmpdir("example-spec")
+    local used = util.ports_in_use()
+    port, fake_port = util.free_port(used), util.free_port(used)
     pipe = io.popen(SUPERVISOR:format(shq(REPO), port, fake_port, shq(prefix), shq(NGINX),
       TIMEOUT_SECONDS, shq(prefix .. "/run.out"), shq(prefix .. "/job.pid")), "w")
     job = wait_until(5, function() return tonumber(util.read_file(prefix .. "/job.pid") or "") end)

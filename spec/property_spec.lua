@@ -239,6 +239,17 @@ local function random_args(slots, rng)
   return args, n
 end
 
+-- The arguments of `base` with fields k1 = v1 (and k2 = v2) in the option
+-- table of slot i.
+local function with_opts(slots, base, i, k1, v1, k2, v2)
+  local args = base_args(slots, base)
+  local t = args[i] or {}
+  t[k1] = v1
+  if k2 ~= nil then t[k2] = v2 end
+  args[i] = t
+  return args
+end
+
 -- Calls visit(args, n) for every generated argument list of `slots`: each
 -- slot and each option replaced by every pool value, on a bare, a minimal
 -- and a full base; paired options with every two pool values; one argument
@@ -255,13 +266,7 @@ local function each_call(slots, rng, visit, random)
         visit(args, n)
       end
       for _, kv in ipairs(s.opts or {}) do
-        for _, e in ipairs(POOL) do
-          local args = base_args(slots, base)
-          local t = args[i] or {}
-          t[kv[1]] = e[2]
-          args[i] = t
-          visit(args, n)
-        end
+        for _, e in ipairs(POOL) do visit(with_opts(slots, base, i, kv[1], e[2]), n) end
       end
     end
   end
@@ -269,13 +274,7 @@ local function each_call(slots, rng, visit, random)
   for i, s in ipairs(slots) do
     for _, pair in ipairs(s.pairs or {}) do
       for _, a in ipairs(POOL) do
-        for _, b in ipairs(POOL) do
-          local args = base_args(slots, "minimal")
-          local t = args[i] or {}
-          t[pair[1]], t[pair[2]] = a[2], b[2]
-          args[i] = t
-          visit(args, n)
-        end
+        for _, b in ipairs(POOL) do visit(with_opts(slots, "minimal", i, pair[1], a[2], pair[2], b[2]), n) end
       end
     end
   end

@@ -14,12 +14,7 @@ local function fresh_id()
   return string.format("%d%04d", os.time(), seq)
 end
 
-local function rub_balance(c)
-  local res = assert(c:accounts())
-  for _, a in ipairs(res.accounts) do
-    if a.alias == "qw_wallet_rub" then return a.balance.amount end
-  end
-end
+local rub_balance = backends.rub
 
 backends.each(function(make)
   local b = make()
@@ -111,5 +106,29 @@ describe("payment_check.mismatch", function()
     for _, what in ipairs { "provider", "account", "amount", "currency" } do
       assert.matches(what, d, 1, true)
     end
+  end)
+end)
+
+describe("a reused id for another comment", function()
+  it("is the id_reused error: two invoices of one amount to one account are two payments", function()
+    local f = qiwi.fake.new { wallet = WALLET, balance = 1000 }
+    local a = assert(qiwi.new { token = "test-token", wallet = WALLET, transport = f })
+    assert(a:transfer { to = TO, amount = 10, comment = "invoice 1", id = "1796000000000000001" })
+    local res, err = a:transfer { to = TO, amount = 10, comment = "invoice 2", id = "1796000000000000001" }
+    assert.is_nil(res)
+    assert.equal("id_reused", err.code)
+    assert.matches("comment", err.message, 1, true)
+    assert.equal(990, f:balance())
+  end)
+
+  it("another requisite is a mismatch too; the same payment again is a replay", function()
+    local check = require "qiwi.payment_check"
+    local body = qiwi.json.encode { id = "1", sum = { amount = 5, currency = "643" },
+                                    fields = { account = "40817810000000000001", mfo = "044525225" } }
+    local answer = { id = "1", terms = "464", sum = { amount = 5, currency = "643" },
+                     fields = { account = "40817810000000000001", mfo = "044525999" } }
+    assert.matches("fields.mfo", check.mismatch("464", body, answer), 1, true)
+    answer.fields.mfo = "044525225"
+    assert.is_nil(check.mismatch("464", body, answer))
   end)
 end)

@@ -1,6 +1,7 @@
 -- Retries: safe requests are repeated on faults; a payment is repeated only
 -- with its client id, so a lost answer never becomes a second payment.
 local qiwi = require "qiwi"
+local backends = require "backends"
 
 local WALLET = "79111234567"
 
@@ -22,11 +23,7 @@ local function lossy(fake, pattern, drops)
   return t
 end
 
-local function rub(c)
-  for _, acc in ipairs(assert(c:accounts()).accounts) do
-    if acc.alias == "qw_wallet_rub" then return acc.balance.amount end
-  end
-end
+local rub = backends.rub
 
 describe("retries", function()
   it("a payment whose answer is lost after the debit is retried with the same id and paid once", function()

@@ -19,11 +19,7 @@ local function rockspec()
 end
 
 local function files(pattern)
-  local out = {}
-  local p = assert(io.popen("cd " .. util.shq(REPO) .. " && find " .. pattern .. " | sort"))
-  for line in p:lines() do out[#out + 1] = line end
-  p:close()
-  return out
+  return util.lines("cd " .. util.shq(REPO) .. " && find " .. pattern .. " | sort")
 end
 
 describe("the rockspec", function()

@@ -18,14 +18,6 @@ local P2P_KEY = "secrets-spec-p2p-key-11d3"
 local WALLET = "79111234567"
 local ACCOUNTS = "/funding%-sources/"
 
--- The interpreter running this spec, so the child tests the same build
--- (under `make sanitize`, the instrumented one).
-local function interpreter()
-  local i = -1
-  while arg and arg[i - 1] do i = i - 1 end
-  return arg and arg[i] or "lua"
-end
-
 local function string_fields(err)
   local out = { tostring(err) }
   for k, v in pairs(err) do
@@ -51,22 +43,20 @@ describe("secrets", function()
     local log, out, rc, secrets, errors
 
     setup(function()
-      local p = io.popen("mktemp -d /tmp/lua-qiwi-secrets.XXXXXXXX")
-      local dir = p:read("*l")
-      p:close()
+      local dir = util.tmpdir("secrets")
       log, out = dir .. "/errors.log", dir .. "/output.log"
       local cmd = table.concat({
         "cd " .. shq(REPO) .. " &&",
         "QIWI_SECRETS_LOG=" .. shq(log),
-        shq(interpreter()), "/usr/bin/busted --run=default",
+        -- the interpreter running this spec, so the child tests the same
+        -- build (under `make sanitize`, the instrumented one)
+        shq(util.interpreter()), "/usr/bin/busted --run=default",
         "--cpath=" .. shq(package.cpath),
         "--helper=spec/support/secrets_probe.lua -o TAP",
         "spec/faults_spec.lua spec/bad_input_spec.lua",
         ">" .. shq(out) .. " 2>&1 </dev/null",
       }, " ")
-      -- Lua 5.1 and LuaJIT return the wait status, 5.2+ ok, "exit", code
-      local ok, _, code = os.execute(cmd)
-      if type(ok) == "number" then rc = ok else rc = ok and 0 or code end
+      rc = select(2, util.exec(cmd))
       local text = util.read_file(log) or ""
       secrets, errors = {}, {}
       for kind, rest in text:gmatch("([TE])\t([^\n]*)") do

@@ -18,21 +18,18 @@
 -- counted each call (before and after the admit), so that a failure tells
 -- the limiter's own count apart from what reached the wire.
 --
--- The app nginx instances are started here (https_fake.lua runs one process
--- only): master_process on, N workers, reuseport so that the kernel spreads
--- connections over the workers, plain HTTP on loopback. Control requests
--- go through the curl CLI.
+-- The app nginx instances are nginx_app.lua's (https_fake.lua runs one
+-- process only): master_process on, N workers, reuseport so that the kernel
+-- spreads connections over the workers, plain HTTP on loopback. Control
+-- requests go through the curl CLI.
 local https_fake = require "https_fake"
 local redis_harness = require "redis"
+local nginx_app = require "nginx_app"
 local qiwi = require "qiwi"
 local util = require("pki").util
 
 local json = qiwi.json
 local shq = util.shq
-local REPO = util.repo_root()
-local NGINX = os.getenv("QIWI_TEST_NGINX") or "/usr/sbin/nginx"
-local MODULES = os.getenv("QIWI_TEST_NGINX_MODULES") or "/usr/lib/nginx/modules"
-local CPATH = os.getenv("QIWI_TEST_NGINX_CPATH") or (REPO .. "/build/luajit/?.so")
 local TOKEN, WALLET = "test-token", "79111234567"
 local LIMIT, WINDOW = 10, 2
 local HISTORY_PATH = "/payment-history/v2/persons/" .. WALLET .. "/payments"
@@ -168,25 +165,6 @@ return _M
 ---------------------------------------------------------------------------
 -- Processes
 
-local function ports_in_use()
-  local used = {}
-  for _, f in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
-    local s = util.read_file(f)
-    if s then
-      for port in s:gmatch("\n%s*%d+: %x+:(%x+) ") do used[tonumber(port, 16)] = true end
-    end
-  end
-  return used
-end
-
-local function mktemp(tag)
-  local p = io.popen("mktemp -d /tmp/lua-qiwi-shared-" .. tag .. ".XXXXXXXX")
-  local dir = p and p:read("*l")
-  if p then p:close() end
-  assert(dir and dir:match("^/tmp/lua%-qiwi%-shared%-%w+%.%w+$"), "mktemp failed")
-  return dir
-end
-
 -- curl's status (0: no answer) and body for one GET.
 local function get(url, max_time)
   local p = io.popen("curl -sS --max-time " .. (max_time or 30) .. " -w '\\n%{http_code}' " .. shq(url)
@@ -197,103 +175,35 @@ local function get(url, max_time)
   return tonumber(code) or 0, body or out
 end
 
-local function conf(o)
-  local q = function(p) return '"' .. p .. '"' end
-  local c = ("{ name = %q, store = %q, redis_port = %s, base = %q, token = %q, wallet = %q, limit = %d, window = %s }")
-    :format(o.name, o.store, tostring(o.redis_port or "nil"), o.base, TOKEN, WALLET, LIMIT, tostring(WINDOW))
-  return table.concat({
-    "load_module " .. q(MODULES .. "/ndk_http_module.so") .. ";",
-    "load_module " .. q(MODULES .. "/ngx_http_lua_module.so") .. ";",
-    "master_process on;",
-    "daemon off;",
-    "worker_processes " .. o.workers .. ";",
-    -- the prefix is 0700: workers must run as its owner (ignored, with a
-    -- warning, when nginx does not start as root)
-    "user root;",
-    "pid " .. q(o.prefix .. "/nginx.pid") .. ";",
-    "error_log " .. q(o.prefix .. "/error.log") .. " warn;",
-    "events { worker_connections 1024; }",
-    "http {",
-    "  access_log off;",
-    "  client_body_temp_path " .. q(o.prefix .. "/tmp") .. ";",
-    "  proxy_temp_path " .. q(o.prefix .. "/tmp") .. ";",
-    "  fastcgi_temp_path " .. q(o.prefix .. "/tmp") .. ";",
-    "  uwsgi_temp_path " .. q(o.prefix .. "/tmp") .. ";",
-    "  scgi_temp_path " .. q(o.prefix .. "/tmp") .. ";",
-    '  lua_package_path "' .. o.prefix .. "/?.lua;" .. REPO .. "/lua/?.lua;" .. REPO .. '/lua/?/init.lua;;";',
-    '  lua_package_cpath "' .. CPATH .. ';;";',
-    '  lua_ssl_trusted_certificate "' .. o.ca_file .. '";',
-    "  lua_ssl_verify_depth 2;",
-    "  lua_socket_log_errors off;",
-    "  lua_shared_dict qiwi_store 1m;",
-    "  lua_shared_dict ctl 64k;",
-    '  init_by_lua_block { require("shared_state_app").configure(' .. c .. ") }",
-    '  init_worker_by_lua_block { require("shared_state_app").init_worker() }',
-    "  server {",
-    "    listen 127.0.0.1:" .. o.port .. " reuseport;",
-    "    keepalive_timeout 0;",
-    '    location = /ready { content_by_lua_block { require("shared_state_app").ready() } }',
-    '    location = /t/history { content_by_lua_block { require("shared_state_app").history() } }',
-    '    location = /t/pay { content_by_lua_block { require("shared_state_app").pay() } }',
-    "  }",
-    "}",
-  }, "\n") .. "\n"
-end
-
-local SUPERVISOR = [[
-%s -p %s -c %s >%s 2>&1 </dev/null &
-cmd=
-read cmd || :
-kill -TERM $! 2>/dev/null
-wait $!
-[ "$cmd" = stop ] || rm -rf %s
-]]
-
 -- An app nginx: o.name, o.workers, o.store ("shdict" | "redis"),
 -- o.redis_port, o.base (the fake's URL), o.ca_file.
 local function start_app(o)
-  local prefix = mktemp("app")
-  util.mkdir_p(prefix .. "/tmp")
-  util.write_file(prefix .. "/shared_state_app.lua", APP)
-  local app = { prefix = prefix, name = o.name, workers = o.workers }
-  function app.stop()
-    if app.pipe then
-      pcall(function() app.pipe:write("stop\n"); app.pipe:flush() end)
-      app.pipe:close()
-      app.pipe = nil
-    end
-    util.exec("rm -rf " .. shq(prefix))
-  end
-  function app.log() return util.read_file(prefix .. "/error.log") or "" end
-  local why
-  for _ = 1, 10 do
-    local used = ports_in_use()
-    local port
-    repeat port = util.random_int(20000, 60999) until not used[port]
-    o.prefix, o.port = prefix, port
-    util.write_file(prefix .. "/nginx.conf", conf(o))
-    os.remove(prefix .. "/start.log")
-    os.remove(prefix .. "/error.log")
-    app.pipe = io.popen(SUPERVISOR:format(shq(NGINX), shq(prefix .. "/"), shq(prefix .. "/nginx.conf"),
-      shq(prefix .. "/start.log"), shq(prefix)), "w")
-    app.base = "http://127.0.0.1:" .. port
-    local deadline = util.now() + START_TIMEOUT
-    while util.now() < deadline do
+  local c = ("{ name = %q, store = %q, redis_port = %s, base = %q, token = %q, wallet = %q, limit = %d, window = %s }")
+    :format(o.name, o.store, tostring(o.redis_port or "nil"), o.base, TOKEN, WALLET, LIMIT, tostring(WINDOW))
+  return nginx_app.start {
+    name = "shared-app", workers = o.workers, connections = 1024, modules = { shared_state_app = APP },
+    http = {
+      'lua_ssl_trusted_certificate "' .. o.ca_file .. '";',
+      "lua_ssl_verify_depth 2;",
+      "lua_socket_log_errors off;",
+      "lua_shared_dict qiwi_store 1m;",
+      "lua_shared_dict ctl 64k;",
+      'init_by_lua_block { require("shared_state_app").configure(' .. c .. ") }",
+      'init_worker_by_lua_block { require("shared_state_app").init_worker() }',
+    },
+    server = {
+      "keepalive_timeout 0;",
+      'location = /ready { content_by_lua_block { require("shared_state_app").ready() } }',
+      'location = /t/history { content_by_lua_block { require("shared_state_app").history() } }',
+      'location = /t/pay { content_by_lua_block { require("shared_state_app").pay() } }',
+    },
+    -- every worker has run init_worker
+    ready = function(app)
       local code, body = get(app.base .. "/ready", 2)
-      -- every worker has run init_worker
-      if code == 200 and tonumber(body) == o.workers then return app end
-      local log = (util.read_file(prefix .. "/start.log") or "") .. app.log()
-      if log:find("[emerg]", 1, true) then break end
-      util.sleep(0.05)
-    end
-    why = (util.read_file(prefix .. "/start.log") or "") .. app.log()
-    pcall(function() app.pipe:write("stop\n"); app.pipe:flush() end)
-    app.pipe:close()
-    app.pipe = nil
-    if not why:find("Address already in use", 1, true) then break end
-  end
-  app.stop()
-  error("app nginx " .. o.name .. " did not start within " .. START_TIMEOUT .. " s:\n" .. tostring(why))
+      return code == 200 and tonumber(body) == o.workers
+    end,
+    start_timeout = START_TIMEOUT, what = "app nginx " .. o.name,
+  }
 end
 
 -- GETs all of urls at once (curl --parallel, a connection each); returns
@@ -369,7 +279,6 @@ local function admissions(answers)
   for i, x in ipairs(answers) do
     t[i] = { b = assert(tonumber(x.admit_b), "no admit_b") / 1000, a = assert(tonumber(x.admit_a)) / 1000 }
   end
-  table.sort(t, function(x, y) return x.b < y.b end)
   return t
 end
 
@@ -378,13 +287,7 @@ end
 -- fit in less than WINDOW. Returns the shortest such bound (ms) of any
 -- LIMIT + 1 calls in a row (>= WINDOW: no violation proven).
 local function admission_span(t)
-  local span = math.huge
-  for i = 1, #t - LIMIT do
-    local last = 0
-    for j = i, i + LIMIT do last = math.max(last, t[j].a) end
-    span = math.min(span, last - t[i].b)
-  end
-  return span
+  return (util.shortest_span(t, LIMIT))
 end
 
 -- The arrivals relative to the first (ms), for a failure's message.
@@ -394,11 +297,7 @@ local function relative(t)
   return table.concat(out, " ")
 end
 
-local function count(t)
-  local n = 0
-  for _ in pairs(t) do n = n + 1 end
-  return n
-end
+local count = util.count
 
 ---------------------------------------------------------------------------
 
@@ -414,10 +313,8 @@ describe("shared state between nginx workers and instances #nginx", function()
 
   setup(function()
     t_start = util.now()
-    local so = io.open(REPO .. "/build/luajit/qiwi/core.so", "rb")
-    assert(so, "build/luajit/qiwi/core.so is missing: nginx's LuaJIT needs it (make all LUA=luajit)")
-    so:close()
-    work = mktemp("work")
+    util.need_luajit_core()
+    work = util.tmpdir("shared-work")
     times_log = work .. "/fake-stamps"
     util.write_file(work .. "/shared_state_stamp.lua", STAMP)
     fake = https_fake.start {

@@ -4,24 +4,20 @@
 -- store's yielding lock; then 4 workers hammering one lua_shared_dict and
 -- one Redis at once: no lost incr, no window over the limit.
 --
--- This spec starts its own nginx (master_process on, 4 workers: the point is
--- several processes) under a shell held through a popen pipe, as
--- https_fake.lua does, with a plain-HTTP location that runs one store call
--- per request (/rpc) and a timer in every worker that runs the hammer when
--- told to. Arguments and results cross as Lua literals (SER below), so that
+-- This spec starts its own nginx (nginx_app.lua: master_process on, 4
+-- workers: the point is several processes), with a plain-HTTP location that
+-- runs one store call per request (/rpc) and a timer in every worker that
+-- runs the hammer when told to. Arguments and results cross as Lua literals (SER below), so that
 -- bytes, nil and integers arrive as they left.
 local store = require "qiwi.store"
 local qerror = require "qiwi.error"
 local core = require "qiwi.core"
 local redis_harness = require "redis"
+local nginx_app = require "nginx_app"
+local checks = require "checks"
 local util = require("pki").util
 
 local shq = util.shq
-local REPO = util.repo_root()
-local NGINX = os.getenv("QIWI_TEST_NGINX") or "/usr/sbin/nginx"
-local MODULES = os.getenv("QIWI_TEST_NGINX_MODULES") or "/usr/lib/nginx/modules"
--- The core nginx loads: build/luajit's, or another build's directory.
-local CPATH = os.getenv("QIWI_TEST_NGINX_CPATH") or (REPO .. "/build/luajit/?.so")
 local WORKERS = 4
 
 local SER = [==[
@@ -201,76 +197,6 @@ return _M
 ---------------------------------------------------------------------------
 -- nginx
 
-local function ports_in_use()
-  local used = {}
-  for _, f in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
-    local s = util.read_file(f)
-    if s then
-      for port in s:gmatch("\n%s*%d+: %x+:(%x+) ") do used[tonumber(port, 16)] = true end
-    end
-  end
-  return used
-end
-
-local function conf(prefix, port)
-  local q = function(p) return '"' .. p .. '"' end
-  return table.concat({
-    "load_module " .. q(MODULES .. "/ndk_http_module.so") .. ";",
-    "load_module " .. q(MODULES .. "/ngx_http_lua_module.so") .. ";",
-    -- several processes: that is what this spec is about
-    "master_process on;",
-    "daemon off;",
-    "worker_processes " .. WORKERS .. ";",
-    -- workers read the prefix (mode 0700) as its owner; ignored, with a
-    -- warning, when nginx does not start as root
-    "user root;",
-    "pid " .. q(prefix .. "/nginx.pid") .. ";",
-    "error_log " .. q(prefix .. "/error.log") .. " warn;",
-    "events { worker_connections 256; }",
-    "http {",
-    "  access_log off;",
-    "  client_body_temp_path " .. q(prefix .. "/tmp") .. ";",
-    "  proxy_temp_path " .. q(prefix .. "/tmp") .. ";",
-    "  fastcgi_temp_path " .. q(prefix .. "/tmp") .. ";",
-    "  uwsgi_temp_path " .. q(prefix .. "/tmp") .. ";",
-    "  scgi_temp_path " .. q(prefix .. "/tmp") .. ";",
-    "  client_body_buffer_size 4m;",
-    "  client_max_body_size 4m;",
-    '  lua_package_path "' .. prefix .. "/?.lua;" .. REPO .. "/lua/?.lua;" .. REPO .. '/lua/?/init.lua;;";',
-    '  lua_package_cpath "' .. CPATH .. ';;";',
-    "  lua_shared_dict qiwi_store 4m;",
-    "  lua_shared_dict qiwi_hammer 1m;",
-    "  lua_shared_dict qiwi_ctl 1m;",
-    "  lua_shared_dict qiwi_tiny 12k;",
-    '  init_worker_by_lua_block { require("store_rpc").init_worker() }',
-    "  server {",
-    "    listen 127.0.0.1:" .. port .. " reuseport;",
-    '    location = /ready { return 200 "ready"; }',
-    '    location = /rpc { content_by_lua_block { require("store_rpc").rpc() } }',
-    '    location = /job { content_by_lua_block { require("store_rpc").job() } }',
-    '    location = /results { content_by_lua_block { require("store_rpc").results() } }',
-    "    location = /phase {",
-    "      set_by_lua_block $phase_result {",
-    '        return require("store_rpc").in_set_phase(ngx.var.arg_ctor, ngx.unescape_uri(ngx.var.arg_cargs), '
-      .. "ngx.var.arg_method)",
-    "      }",
-    '      content_by_lua_block { ngx.print(ngx.var.phase_result) }',
-    "    }",
-    "  }",
-    "}",
-  }, "\n") .. "\n"
-end
-
-local SUPERVISOR = [[
-%s -p %s -c %s >%s 2>&1 </dev/null &
-echo $! >%s
-cmd=
-read cmd || :
-kill -TERM $! 2>/dev/null
-wait $!
-[ "$cmd" = stop ] || rm -rf %s
-]]
-
 local http = require "socket.http"
 local ltn12 = require "ltn12"
 http.TIMEOUT = 15
@@ -286,48 +212,33 @@ local function request(base, path, body)
 end
 
 local function start_nginx()
-  local mk = io.popen("mktemp -d /tmp/lua-qiwi-store-nginx.XXXXXXXX")
-  local prefix = mk:read("*l")
-  mk:close()
-  assert(prefix and prefix:match("^/tmp/lua%-qiwi%-store%-nginx%.%w+$"), "mktemp failed")
-  util.mkdir_p(prefix .. "/tmp")
-  util.write_file(prefix .. "/store_rpc.lua", RPC)
-  local why
-  for _ = 1, 10 do
-    local used = ports_in_use()
-    local port
-    repeat port = util.random_int(20000, 60999) until not used[port]
-    util.write_file(prefix .. "/nginx.conf", conf(prefix, port))
-    os.remove(prefix .. "/start.log")
-    local pipe = io.popen(SUPERVISOR:format(shq(NGINX), shq(prefix .. "/"), shq(prefix .. "/nginx.conf"),
-      shq(prefix .. "/start.log"), shq(prefix .. "/spawn.pid"), shq(prefix)), "w")
-    local base = "http://127.0.0.1:" .. port
-    local deadline = util.now() + 10
-    local up = false
-    while util.now() < deadline do
-      local code = request(base, "/ready")
-      if code == 200 then up = true break end
-      local log = (util.read_file(prefix .. "/start.log") or "") .. (util.read_file(prefix .. "/error.log") or "")
-      if log:find("emerg", 1, true) then break end
-      util.sleep(0.02)
-    end
-    local srv = { prefix = prefix, base = base, pipe = pipe }
-    function srv.stop()
-      if srv.pipe then
-        pcall(function() srv.pipe:write("stop\n"); srv.pipe:flush() end)
-        srv.pipe:close()
-        srv.pipe = nil
-        util.exec("rm -rf " .. shq(prefix))
-      end
-    end
-    if up then return srv end
-    why = (util.read_file(prefix .. "/start.log") or "") .. (util.read_file(prefix .. "/error.log") or "")
-    pcall(function() pipe:write("stop\n"); pipe:flush() end)
-    pipe:close()
-    if not why:find("Address already in use", 1, true) then break end
-  end
-  util.exec("rm -rf " .. shq(prefix))
-  error("nginx did not start:\n" .. tostring(why))
+  return nginx_app.start {
+    name = "store-nginx", workers = WORKERS, connections = 256, modules = { store_rpc = RPC },
+    http = {
+      "client_body_buffer_size 4m;",
+      "client_max_body_size 4m;",
+      "lua_shared_dict qiwi_store 4m;",
+      "lua_shared_dict qiwi_hammer 1m;",
+      "lua_shared_dict qiwi_ctl 1m;",
+      "lua_shared_dict qiwi_tiny 12k;",
+      'init_worker_by_lua_block { require("store_rpc").init_worker() }',
+    },
+    server = {
+      'location = /ready { return 200 "ready"; }',
+      'location = /rpc { content_by_lua_block { require("store_rpc").rpc() } }',
+      'location = /job { content_by_lua_block { require("store_rpc").job() } }',
+      'location = /results { content_by_lua_block { require("store_rpc").results() } }',
+      "location = /phase {",
+      "  set_by_lua_block $phase_result {",
+      '    return require("store_rpc").in_set_phase(ngx.var.arg_ctor, ngx.unescape_uri(ngx.var.arg_cargs), '
+        .. "ngx.var.arg_method)",
+      "  }",
+      '  content_by_lua_block { ngx.print(ngx.var.phase_result) }',
+      "}",
+    },
+    ready = function(app) return request(app.base, "/ready") == 200 end,
+    start_timeout = 10, step = 0.02,
+  }
 end
 
 ---------------------------------------------------------------------------
@@ -370,22 +281,11 @@ local function phase(ngx_srv, ctor, cargs, method)
   return assert(deser(body), body)
 end
 
-local function named(what, kind, v, err)
-  assert.is_nil(v, what)
-  assert.is_table(err, what)
-  assert.equal(qerror.mt, getmetatable(err), what)
-  assert.equal(kind, err.kind, (what or "") .. ": " .. tostring(err))
-  return err
-end
-local function assert_kind(kind, v, err) return named(nil, kind, v, err) end
+local named, assert_kind = checks.named, checks.assert_kind
 
 local MAX = 2 ^ 53 - 1
 local sleep = core.sleep
-local seq = 0
-local function fresh()
-  seq = seq + 1
-  return "n" .. seq .. "-" .. util.random_hex(3)
-end
+local function fresh() return util.fresh("n") end
 
 -- The interface battery, as store_spec.lua runs it outside nginx.
 local function battery(s, name)
@@ -491,20 +391,6 @@ local function battery(s, name)
   end)
 end
 
--- A violation is proven when limit + 1 events, each known to have happened
--- between its before and after times, all fit in less than the window.
-local function check_windows(events, limit, window)
-  table.sort(events, function(x, y) return x.b < y.b end)
-  for i = 1, #events - limit do
-    local last = 0
-    for j = i, i + limit do last = math.max(last, events[j].a) end
-    if last - events[i].b < window then
-      return false, ("%d events within %.4f s (window %.3f s)"):format(limit + 1, last - events[i].b, window)
-    end
-  end
-  return true
-end
-
 describe("qiwi.store inside nginx #nginx", function()
   local ngx_srv, rsrv
   local PASSWORD = "pw-" .. util.random_hex(8)
@@ -520,13 +406,11 @@ describe("qiwi.store inside nginx #nginx", function()
   end)
 
   it("starts all its workers", function()
-    local deadline = util.now() + 5
     local t
-    repeat
+    util.wait_until(5, function()
       t = decode(request(ngx_srv.base, "/results?gen=0&want=0"))
-      if t.workers == WORKERS then break end
-      sleep(0.05)
-    until util.now() > deadline
+      return t.workers == WORKERS
+    end)
     assert.equal(WORKERS, t.workers)
   end)
 
@@ -623,11 +507,7 @@ describe("qiwi.store inside nginx #nginx", function()
 
   describe("file", function()
     local dir
-    setup(function()
-      local p = io.popen("mktemp -d /tmp/lua-qiwi-store-ngxfile.XXXXXXXX")
-      dir = p:read("*l")
-      p:close()
-    end)
+    setup(function() dir = util.tmpdir("store-ngxfile") end)
     teardown(function() util.exec("rm -rf " .. shq(dir)) end)
 
     it("file: works in nginx, waits for a held lock (ngx.sleep between tries), then times out", function()
@@ -660,12 +540,11 @@ describe("qiwi.store inside nginx #nginx", function()
       job.gen = gen
       job.start_at = core.monotonic() + 0.3
       decode(request(ngx_srv.base, "/job", ser(job)))
-      local deadline = util.now() + job.admit_for + 20
       local t
-      repeat
-        sleep(0.05)
+      util.wait_until(job.admit_for + 20, function()
         t = decode(request(ngx_srv.base, "/results?gen=" .. gen .. "&want=" .. WORKERS))
-      until t.n >= WORKERS or util.now() > deadline
+        return t.n >= WORKERS
+      end)
       assert.equal(WORKERS, t.n, "workers that answered")
       local values, events, pids = {}, {}, {}
       for _, r in ipairs(t.r) do
@@ -674,18 +553,8 @@ describe("qiwi.store inside nginx #nginx", function()
         for _, v in ipairs(r.values) do values[#values + 1] = v end
         for _, e in ipairs(r.events) do events[#events + 1] = e end
       end
-      local distinct = 0
-      for _ in pairs(pids) do distinct = distinct + 1 end
-      assert.equal(WORKERS, distinct, "distinct worker processes")
-      table.sort(values)
-      assert.equal(WORKERS * job.incr, #values)
-      for i = 1, #values do assert.equal(i, values[i], "a lost or repeated incr") end
-      local ok, why = check_windows(events, job.limit, job.window)
-      assert.is_true(ok, why)
-      local windows = job.admit_for / job.window
-      assert.is_true(#events <= job.limit * (math.ceil(windows) + 2), #events .. " admitted")
-      assert.is_true(#events >= job.limit * math.floor(windows) / 2, "only " .. #events .. " admitted")
-      return #events
+      assert.equal(WORKERS, util.count(pids), "distinct worker processes")
+      return checks.hammer(values, events, WORKERS, job)
     end
 
     it("shdict: no lost incr, no window over the limit", function()

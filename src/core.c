@@ -61,6 +61,7 @@ static const luaL_Reg plain_funcs[] = {
   {"hmac_sha256_hex", qiwi_hmac_sha256_hex},
   {"base64_decode", qiwi_base64_decode},
   {"constant_time_equal", qiwi_constant_time_equal},
+  {"random_bytes", qiwi_random_bytes},
   {"curl_version", qiwi_curl_version},
   {"header_list", qiwi_header_list_new},
   {"session", qiwi_session_new},

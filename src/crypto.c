@@ -2,6 +2,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <string.h>
 #include "compat.h"
 #include "crypto.h"
@@ -75,5 +76,21 @@ int qiwi_constant_time_equal(lua_State *L) {
   const char *b = luaL_checklstring(L, 2, &blen);
   /* The length is public (a hex digest); only the contents must not leak timing. */
   lua_pushboolean(L, alen == blen && CRYPTO_memcmp(a, b, alen) == 0);
+  return 1;
+}
+
+/* Seeds for what must differ between processes started together (payment
+ * ids without a shared store): OpenSSL seeds itself from the kernel, so no
+ * clock or pid (the same in two containers) goes into it. */
+int qiwi_random_bytes(lua_State *L) {
+  unsigned char buf[256];
+  lua_Integer n = luaL_checkinteger(L, 1);
+  if (n < 1 || n > (lua_Integer)sizeof buf) return luaL_argerror(L, 1, "1 to 256 bytes");
+  if (RAND_bytes(buf, (int)n) != 1) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "the system's random source gave nothing");
+    return 2;
+  }
+  lua_pushlstring(L, (const char *)buf, (size_t)n);
   return 1;
 }

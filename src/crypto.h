@@ -10,5 +10,7 @@ int qiwi_hmac_sha256_hex(lua_State *L);
 int qiwi_base64_decode(lua_State *L);
 /* Lua: constant_time_equal(a, b) -> boolean (time independent of where they differ) */
 int qiwi_constant_time_equal(lua_State *L);
+/* Lua: random_bytes(n) -> n bytes from OpenSSL's CSPRNG (1 <= n <= 256) | nil, err */
+int qiwi_random_bytes(lua_State *L);
 
 #endif

@@ -31,19 +31,15 @@ local last_ms, suffix = 0, -1
 
 -- A Park–Miller generator of our own (exact in doubles on every Lua), so
 -- that the user's math.random is neither reseeded nor consumed; seeded from
--- the system's random source, so that two Lua states started together (same
--- clock, same pid in two containers) draw differently.
+-- OpenSSL's, so that two Lua states started together (same clock, same pid
+-- in two containers) draw differently.
 local state
 local function seed()
-  local f = io.open("/dev/urandom", "rb")
-  local bytes = f and f:read(4)
-  if f then f:close() end
+  -- OpenSSL's generator, seeded by the kernel: no clock or pid (the same in
+  -- two containers started together) goes into it
+  local bytes = core.random_bytes(4)
   local n = 0
-  if bytes and #bytes == 4 then
-    for k = 1, 4 do n = n * 256 + bytes:byte(k) end
-  else
-    n = math.floor(core.now_ms()) * 7919 + core.getpid()
-  end
+  for k = 1, 4 do n = n * 256 + bytes:byte(k) end
   state = n % 2147483646 + 1
 end
 

@@ -12,7 +12,7 @@ local core = require "qiwi.core"
 local args = require "qiwi.args"
 
 local json_decode = core.json_decode
-local type, tostring, tonumber = type, tostring, tonumber
+local type, tostring, tonumber, pairs = type, tostring, tonumber, pairs
 
 local _M = { CODE = "id_reused" }
 
@@ -89,6 +89,20 @@ function _M.mismatch(provider, body, answer)
   end
   if type(answer.id) == "string" and type(asked.id) == "string" and answer.id ~= asked.id then
     diffs[#diffs + 1] = "id " .. answer.id .. " (asked " .. asked.id .. ")"
+  end
+  -- the comment tells two payments of one amount to one account apart (two
+  -- invoices): compared when the answer carries it, no comment equal to ""
+  if answer.comment ~= nil and (answer.comment or "") ~= (asked.comment or "") then
+    diffs[#diffs + 1] = "comment " .. tostring(answer.comment) .. " (asked " .. tostring(asked.comment or "") .. ")"
+  end
+  -- the other requisites the answer carries (a masked one stands for any)
+  if af and gf then
+    for k, v in pairs(af) do
+      local g = gf[k]
+      if k ~= "account" and type(g) == "string" and not g:find("*", 1, true) and g ~= tostring(v) then
+        diffs[#diffs + 1] = "fields." .. tostring(k) .. " " .. g .. " (asked " .. tostring(v) .. ")"
+      end
+    end
   end
   if #diffs == 0 then return nil end
   return table.concat(diffs, ", ")

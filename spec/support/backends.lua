@@ -104,6 +104,13 @@ function _M.https_backend()
   return b
 end
 
+-- A client's RUB balance (account qw_wallet_rub), from its accounts().
+function _M.rub(c)
+  for _, a in ipairs(assert(c:accounts()).accounts) do
+    if a.alias == "qw_wallet_rub" then return a.balance.amount end
+  end
+end
+
 function _M.each(fn)
   for _, make in ipairs { _M.local_backend, _M.https_backend } do
     fn(make)

@@ -6,11 +6,8 @@
 -- (tcp_conn_request: accept queue full), so a client stays in SYN-SENT until
 -- its connect timeout. The listener lives in a LuaJIT child (FFI sockets,
 -- whatever Lua runs the specs), held through a popen pipe: closing the pipe,
--- or this process dying, ends it.
-local pki = require "pki"
-
-local util = pki.util
-local shq = util.shq
+-- or this process dying, ends it (util.port_child).
+local util = require "util"
 
 local _M = {}
 
@@ -41,40 +38,14 @@ for _ = 1, 3 do
   C.fcntl(s, F_SETFL, ffi.new("int", O_NONBLOCK))
   C.connect(s, sa, size)
 end
-local out = assert(io.open(arg[1] .. ".tmp", "w"))
-out:write(sa.port[0] * 256 + sa.port[1], "\n")
-out:close()
-os.rename(arg[1] .. ".tmp", arg[1])
+port_ready(sa.port[0] * 256 + sa.port[1])
 io.read("*l")
 ]=]
 
 -- Returns {port=, stop=function}; raises if the listener does not come up.
 function _M.start()
-  local dir = os.getenv("TMPDIR") or "/tmp"
-  local file = dir .. "/lua-qiwi-blackhole." .. util.random_hex(6)
-  local script = file .. ".lua"
-  util.write_file(script, CHILD)
-  local pipe = io.popen("exec luajit " .. shq(script) .. " " .. shq(file) .. " >/dev/null 2>&1", "w")
-  local port
-  local deadline = util.now() + 5
-  repeat
-    port = tonumber((util.read_file(file) or ""):match("^(%d+)\n"))
-    if not port then util.sleep(0.01) end
-  until port or util.now() > deadline
-  os.remove(file)
-  os.remove(script)
-  if not port then
-    pipe:close()
-    error("blackhole: the listener did not start (is luajit installed?)", 2)
-  end
-  local bh = { port = port }
-  function bh.stop()
-    if pipe then
-      pipe:write("\n")
-      pipe:close()
-      pipe = nil
-    end
-  end
+  local bh = util.port_child("blackhole", CHILD)
+  if not bh then error("blackhole: the listener did not start (is luajit installed?)", 2) end
   return bh
 end
 

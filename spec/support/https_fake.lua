@@ -13,18 +13,15 @@ local shq = util.shq
 
 local _M = {}
 
-local NGINX = os.getenv("QIWI_TEST_NGINX") or "/usr/sbin/nginx"
-local MODULES = os.getenv("QIWI_TEST_NGINX_MODULES") or "/usr/lib/nginx/modules"
-local PORT_MIN, PORT_MAX = 20000, 60999
+local NGINX, MODULES = util.NGINX, util.NGINX_MODULES
 local PORT_TRIES = 20
 local REPO = util.repo_root()
 
--- A random port no socket uses yet; replaceable so a spec can force a
--- collision and exercise the retry.
+-- A random port no socket uses yet (skipping those avoids nginx's own bind
+-- retries, which cost 2.5 s per collision); replaceable so a spec can force
+-- a collision and exercise the retry.
 function _M._pick_port(used)
-  local port
-  repeat port = util.random_int(PORT_MIN, PORT_MAX) until not used[port]
-  return port
+  return util.free_port(used)
 end
 
 local Server = {}
@@ -37,59 +34,20 @@ local CERTS = {
 }
 
 ---------------------------------------------------------------------------
--- Processes, via /proc where possible: no fork per poll, and a zombie (left
--- behind when PID 1 does not reap) counts as gone.
+-- Processes
 
--- Fields after "(comm)" of /proc/<pid>/stat; comm itself may hold spaces.
-local function proc_stat(pid)
-  local s = util.read_file("/proc/" .. pid .. "/stat")
-  if not s then return nil end
-  local rest = s:match("^%d+ %(.*%) (.*)$")
-  if not rest then return nil end
-  local fields = {}
-  for w in rest:gmatch("%S+") do fields[#fields + 1] = w end
-  return fields
-end
-
-local have_proc = util.read_file("/proc/self/stat") ~= nil
-
-local function alive(pid)
-  if have_proc then
-    local st = proc_stat(pid)
-    return st ~= nil and st[1] ~= "Z" and st[1] ~= "X"
-  end
-  return (util.exec("kill -0 " .. pid .. " 2>/dev/null"))
-end
+local alive = util.alive
 
 -- Guards against signalling a recycled pid that is no longer our nginx.
 local function is_our_nginx(pid, prefix)
-  if not have_proc then return true end
+  if not util.have_proc then return true end
   local cmd = util.read_file("/proc/" .. pid .. "/cmdline")
   return cmd ~= nil and cmd:find(prefix, 1, true) ~= nil
 end
 
+-- Polls every 5 ms at first, then less often, up to every 50 ms.
 local function wait_until(timeout, fn)
-  local deadline = util.now() + timeout
-  local delay = 0.005
-  while true do
-    if fn() then return true end
-    if util.now() >= deadline then return false end
-    util.sleep(delay)
-    delay = math.min(delay * 2, 0.05)
-  end
-end
-
--- Every local port with any socket on it, v4 or v6: skipping those avoids
--- nginx's own bind retries, which cost 2.5 s per collision.
-local function ports_in_use()
-  local used = {}
-  for _, f in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
-    local s = util.read_file(f)
-    if s then
-      for port in s:gmatch("\n%s*%d+: %x+:(%x+) ") do used[tonumber(port, 16)] = true end
-    end
-  end
-  return used
+  return util.wait_until(timeout, fn, 0.05, 0.005)
 end
 
 local function tail(path, n)
@@ -295,46 +253,20 @@ function Server:_halt()
   end
 end
 
--- Lua 5.1/LuaJIT run __gc only on userdata; 5.2+ on tables too.
-local function gc_sentinel(fn)
-  if newproxy then
-    local u = newproxy(true)
-    getmetatable(u).__gc = fn
-    return u
-  end
-  return setmetatable({}, { __gc = fn })
-end
-
 ---------------------------------------------------------------------------
 -- start
 
--- nginx runs in the foreground under a shell that we hold through a popen
--- pipe. Why not `daemon on`: a daemon is re-parented to PID 1, and where PID
--- 1 does not reap (many containers, this VM) every stopped server would stay
--- behind as a zombie. Here the shell reaps nginx, pclose reaps the shell,
--- and if this Lua process dies however abruptly, the kernel closes the pipe,
--- `read` returns and the shell stops nginx.
--- A plain EOF (no "stop" line first) means the owner died: clean up the
--- prefix as well, since nobody else will.
-local SUPERVISOR = [[
-%s -p %s -c %s -e %s >%s 2>&1 </dev/null &
-echo $! $$ >%s
-cmd=
-read cmd || :
-kill -TERM $! 2>/dev/null
-wait $!
-[ "$cmd" = stop ] || rm -rf %s
-]]
-
+-- nginx runs in the foreground (not `daemon on`) under a shell that we hold
+-- through a popen pipe: util.supervise says why.
 local function spawn(o)
   local p = o.prefix
   util.write_file(p .. "/nginx.conf", build_conf(o))
   for _, f in ipairs { "/logs/error.log", "/logs/start.log", "/logs/nginx.pid", "/logs/spawn.pid" } do
     os.remove(p .. f)
   end
-  local script = SUPERVISOR:format(shq(NGINX), shq(p .. "/"), shq(p .. "/nginx.conf"),
-    shq(p .. "/logs/error.log"), shq(p .. "/logs/start.log"), shq(p .. "/logs/spawn.pid"), shq(p))
-  return io.popen(script, "w")
+  return util.supervise(shq(NGINX) .. " -p " .. shq(p .. "/") .. " -c " .. shq(p .. "/nginx.conf") .. " -e "
+    .. shq(p .. "/logs/error.log"), { log = p .. "/logs/start.log", pid_file = p .. "/logs/spawn.pid",
+                                      shell_pid = true, dir = p })
 end
 
 local function startup_log(prefix)
@@ -356,12 +288,7 @@ function _M.start(opts)
   if not pair then error("https_fake: unknown cert kind " .. tostring(kind), 2) end
   local certs = pki.ensure(opts.pki_dir)
 
-  local mk = io.popen("mktemp -d /tmp/lua-qiwi-nginx.XXXXXXXX")
-  local prefix = mk and mk:read("*l")
-  if mk then mk:close() end
-  if not prefix or not prefix:match("^/tmp/lua%-qiwi%-nginx%.%w+$") then
-    error("https_fake: mktemp failed", 2)
-  end
+  local prefix = util.tmpdir("nginx")
   util.mkdir_p(prefix .. "/logs")
   util.mkdir_p(prefix .. "/tmp")
 
@@ -382,16 +309,15 @@ function _M.start(opts)
   }, Server)
   local timeout = opts.start_timeout or 5
 
-  local why
-  for _ = 1, PORT_TRIES do
-    o.port = _M._pick_port(ports_in_use())
+  local up, why, final = util.on_free_port(PORT_TRIES, function(port)
+    o.port = port
     srv.port, srv.pid, srv._sh_pid = o.port, nil, nil
     local pipe = spawn(o)
     srv._pipe = pipe
     -- Created after the pipe: finalizers run in reverse order of creation,
     -- so at lua_close stop() runs while the pipe is still open. The check
     -- keeps the sentinel of a failed attempt from stopping a later one.
-    srv._sentinel = gc_sentinel(function()
+    srv._sentinel = util.gc_sentinel(function()
       if srv._pipe == pipe then srv:stop() end
     end)
 
@@ -411,20 +337,18 @@ function _M.start(opts)
       return status == 200
     end) and srv.pid and alive(srv.pid)
 
-    if ready then why = nil break end
+    if ready then return true end
     local exited = srv.pid and not alive(srv.pid)
     srv:_halt()
-    why = startup_log(prefix)
-    if not why:find("Address already in use", 1, true) then
-      srv:stop()
-      error(("https_fake: nginx on 127.0.0.1:%d %s\n--- nginx output and %s/logs/error.log ---\n%s%s")
-        :format(o.port, exited and "exited during start-up" or ("not ready within " .. timeout .. " s"),
-                prefix, why, exited and "" or ("\n--- readiness ---\n" .. probe)), 2)
-    end
-  end
-  if why then
+    local log = startup_log(prefix)
+    if log:find("Address already in use", 1, true) then return nil, log end
+    return nil, ("https_fake: nginx on 127.0.0.1:%d %s\n--- nginx output and %s/logs/error.log ---\n%s%s")
+      :format(o.port, exited and "exited during start-up" or ("not ready within " .. timeout .. " s"),
+              prefix, log, exited and "" or ("\n--- readiness ---\n" .. probe))
+  end, function(used) return _M._pick_port(used) end)
+  if not up then
     srv:stop()
-    error("https_fake: no free port after " .. PORT_TRIES .. " tries\n" .. why, 2)
+    error(final and why or ("https_fake: no free port after " .. PORT_TRIES .. " tries\n" .. why), 2)
   end
 
   srv.base_url = "https://127.0.0.1:" .. srv.port
@@ -452,6 +376,20 @@ function _M.shared()
   srv = _M.start {}
   reg[REG_KEY] = srv
   return srv
+end
+
+-- For a server that runs our client inside nginx: lua_path with
+-- spec/support (nginx_client.lua), and http_extra with the LuaJIT core
+-- (util.NGINX_CPATH) and, given ca_file, trust in that CA.
+_M.SUPPORT_PATH = REPO .. "/spec/support/?.lua;"
+
+function _M.client_http(ca_file)
+  local t = { '    lua_package_cpath "' .. util.NGINX_CPATH .. ';;";' }
+  if ca_file then
+    t[2] = '    lua_ssl_trusted_certificate "' .. ca_file .. '";'
+    t[3] = "    lua_ssl_verify_depth 2;"
+  end
+  return table.concat(t, "\n")
 end
 
 _M.Server = Server

@@ -9,53 +9,23 @@
 --   srv:restart()                      -- starts it again on the same port
 --   srv:stop()                         -- halts and removes the dir (idempotent)
 --
--- The server runs under a shell held through a popen pipe, as the nginx of
--- https_fake.lua does: closing the pipe stops it and pclose reaps both, so a
--- halt returns once the port is closed; if this Lua process dies however
--- abruptly, the kernel closes the pipe and the shell stops the server and
--- removes its directory. Control commands go through redis-cli, so that the
--- specs never check our RESP client with itself.
-local pki = require "pki"
+-- The server runs under a shell held through a popen pipe (util.supervise),
+-- as the nginx of https_fake.lua does: closing the pipe stops it and pclose
+-- reaps both, so a halt returns once the port is closed; if this Lua process
+-- dies however abruptly, the kernel closes the pipe and the shell stops the
+-- server and removes its directory. Control commands go through redis-cli,
+-- so that the specs never check our RESP client with itself.
+local util = require "util"
 
-local util = pki.util
 local shq = util.shq
 
 local _M = {}
 
 local REDIS = os.getenv("QIWI_TEST_REDIS") or "redis-server"
 local CLI = os.getenv("QIWI_TEST_REDIS_CLI") or "redis-cli"
-local PORT_MIN, PORT_MAX = 20000, 60999
 
 local Server = {}
 Server.__index = Server
-
-local function ports_in_use()
-  local used = {}
-  for _, f in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
-    local s = util.read_file(f)
-    if s then
-      for port in s:gmatch("\n%s*%d+: %x+:(%x+) ") do used[tonumber(port, 16)] = true end
-    end
-  end
-  return used
-end
-
-local function alive(pid)
-  local s = util.read_file("/proc/" .. pid .. "/stat")
-  if not s then return false end
-  local state = s:match("^%d+ %(.*%) (%S)")
-  return state ~= nil and state ~= "Z" and state ~= "X"
-end
-
-local SUPERVISOR = [[
-%s --port %d --bind 127.0.0.1 --save '' --appendonly no --dir %s --daemonize no --logfile '' %s >>%s 2>&1 </dev/null &
-echo $! >%s
-cmd=
-read cmd || :
-kill -TERM $! 2>/dev/null
-wait $!
-[ "$cmd" = stop ] || rm -rf %s
-]]
 
 function _M.available()
   return util.exec("command -v " .. shq(REDIS) .. " >/dev/null 2>&1 && command -v " .. shq(CLI)
@@ -91,21 +61,18 @@ function Server:_spawn()
   local p = self.dir
   os.remove(p .. "/pid")
   local extra = self.password and ("--requirepass " .. shq(self.password)) or ""
-  local script = SUPERVISOR:format(shq(REDIS), self.port, shq(p), extra, shq(p .. "/redis.log"),
-    shq(p .. "/pid"), shq(p))
-  self._pipe = io.popen(script, "w")
-  local deadline = util.now() + (self.start_timeout or 5)
-  local delay = 0.005
-  while util.now() < deadline do
+  self._pipe = util.supervise(("%s --port %d --bind 127.0.0.1 --save '' --appendonly no --dir %s --daemonize no"
+    .. " --logfile '' %s"):format(shq(REDIS), self.port, shq(p), extra),
+    { log = p .. "/redis.log", append = true, pid_file = p .. "/pid", dir = p })
+  local state = util.wait_until(self.start_timeout or 5, function()
     if not self.pid then
       local s = util.read_file(p .. "/pid")
       self.pid = s and tonumber(s:match("^(%d+)"))
     end
-    if self.pid and not alive(self.pid) then break end
-    if self.pid and ping(self) then return true end
-    util.sleep(delay)
-    delay = math.min(delay * 2, 0.05)
-  end
+    if self.pid and not util.alive(self.pid) then return "exited" end
+    if self.pid and ping(self) then return "up" end
+  end, 0.05, 0.005)
+  if state == "up" then return true end
   local log = util.read_file(p .. "/redis.log") or ""
   self:halt()
   return false, log
@@ -117,36 +84,18 @@ function _M.start(opts)
   if not _M.available() then
     error("redis harness: " .. REDIS .. " or " .. CLI .. " not found (Debian: redis-server)", 2)
   end
-  local mk = io.popen("mktemp -d /tmp/lua-qiwi-redis.XXXXXXXX")
-  local dir = mk and mk:read("*l")
-  if mk then mk:close() end
-  if not dir or not dir:match("^/tmp/lua%-qiwi%-redis%.%w+$") then error("redis harness: mktemp failed", 2) end
-  local srv = setmetatable({ dir = dir, password = opts.password, start_timeout = opts.start_timeout,
-                             keep = opts.keep }, Server)
-  local why
-  for _ = 1, 10 do
-    local used = ports_in_use()
-    repeat srv.port = util.random_int(PORT_MIN, PORT_MAX) until not used[srv.port]
-    srv.pid = nil
-    local ok, log = srv:_spawn()
-    if ok then
-      why = nil
-      break
-    end
-    why = log
-    if not log:find("Address already in use", 1, true) then break end
-  end
-  if why then
+  local srv = setmetatable({ dir = util.tmpdir("redis"), password = opts.password,
+                             start_timeout = opts.start_timeout, keep = opts.keep }, Server)
+  local ok, why = util.on_free_port(10, function(port)
+    srv.port, srv.pid = port, nil
+    return srv:_spawn()
+  end)
+  if not ok then
     srv:stop()
     error("redis harness: redis-server did not start\n" .. why, 2)
   end
   -- stopped when collected (a spec that forgot), while the pipe is still open
-  if newproxy then
-    srv._sentinel = newproxy(true)
-    getmetatable(srv._sentinel).__gc = function() srv:stop() end
-  else
-    srv._sentinel = setmetatable({}, { __gc = function() srv:stop() end })
-  end
+  srv._sentinel = util.gc_sentinel(function() srv:stop() end)
   return srv
 end
 
@@ -155,11 +104,7 @@ function Server:halt()
   if self._pipe then
     -- the shell is alive until it reads this line (or EOF, which would
     -- also remove the directory)
-    pcall(function()
-      self._pipe:write("stop\n")
-      self._pipe:flush()
-    end)
-    self._pipe:close()
+    util.stop_pipe(self._pipe)
     self._pipe = nil
   end
   self.pid = nil

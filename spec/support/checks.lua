@@ -1,0 +1,44 @@
+-- Assertions that several specs make the same way.
+--
+--   local checks = require "checks"      -- this file (spec/support/checks.lua)
+local qerror = require "qiwi.error"
+local assert = require "luassert"
+local util = require "util"
+
+local checks = {}
+
+-- named(what, kind, v, err): v is nil and err a qiwi error of that kind
+-- (`what` names the case in a failure); returns err.
+function checks.named(what, kind, v, err)
+  assert.is_nil(v, what)
+  assert.is_table(err, what)
+  assert.equal(qerror.mt, getmetatable(err), what)
+  assert.equal(kind, err.kind, (what or "") .. ": " .. tostring(err))
+  return err
+end
+
+-- assert_kind(kind, v, err): named without a name.
+function checks.assert_kind(kind, v, err)
+  return checks.named(nil, kind, v, err)
+end
+
+-- What n processes that hammered one store each o.incr times with incr and
+-- then for o.admit_for seconds with admit (o.limit per o.window) must show:
+-- the incr values exactly 1..n * o.incr (none lost or repeated), no window
+-- over the limit (util.check_windows), and about as many events admitted as
+-- that time allows. Returns how many were admitted.
+function checks.hammer(values, events, n, o)
+  assert.equal(n * o.incr, #values, "incr calls that failed")
+  table.sort(values)
+  for i = 1, #values do
+    assert.equal(i, values[i], "incr values are not exactly 1.." .. #values .. ": a lost or repeated update")
+  end
+  local ok, why = util.check_windows(events, o.limit, o.window)
+  assert.is_true(ok, why)
+  local windows = o.admit_for / o.window
+  assert.is_true(#events <= o.limit * (math.ceil(windows) + 2), #events .. " events admitted")
+  assert.is_true(#events >= o.limit * math.floor(windows) / 2, "only " .. #events .. " events admitted")
+  return #events
+end
+
+return checks
