@@ -8,7 +8,9 @@ local util = pki.util
 local shq = util.shq
 local REPO = util.repo_root()
 -- Child Lua processes run on the same interpreter as this spec.
-local LUA = shq(util.interpreter())
+-- Child Lua processes run on the interpreter of this spec's version (not
+-- arg[-1]: under make sanitize that is the ASan host, which takes no -e).
+local LUA = jit and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
 
 -- Runs curl with the environment's own CA settings removed. Returns curl's
 -- exit code, the body, stderr and the -w output.
