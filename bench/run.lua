@@ -26,6 +26,8 @@ package.cpath = TREE .. "/build/lua5.4/?.so;" .. package.cpath
 
 local qiwi = require "qiwi"
 local core = require "qiwi.core"
+local bench_stats = dofile("bench/stats.lua")
+local median, spread, command = bench_stats.median, bench_stats.spread, bench_stats.command
 local https_fake = require "https_fake"
 
 local CURL_LOOP = assert(arg[1], "usage: bench/run.lua CURL_LOOP_BINARY [NODE_DIR]")
@@ -67,31 +69,8 @@ local function read_file(path)
   return s
 end
 
-local function command(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  local ok = p:close()
-  return out, ok
-end
 
-local function median(list)
-  local t = {}
-  for i, v in ipairs(list) do t[i] = v end
-  table.sort(t)
-  local n = #t
-  if n == 0 then return nil end
-  if n % 2 == 1 then return t[(n + 1) / 2] end
-  return (t[n / 2] + t[n / 2 + 1]) / 2
-end
 
-local function spread(list)
-  local lo, hi = math.huge, -math.huge
-  for _, v in ipairs(list) do
-    if v < lo then lo = v end
-    if v > hi then hi = v end
-  end
-  return lo, hi
-end
 
 -- "median (min..max)" in the unit `unit`, scaled by `scale`
 local function show(list, scale, unit, digits)

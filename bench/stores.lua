@@ -59,6 +59,8 @@ end
 
 local qiwi = require "qiwi"
 local core = require "qiwi.core"
+local bench_stats = dofile("bench/stats.lua")
+local median, spread, command = bench_stats.median, bench_stats.spread, bench_stats.command
 local store = require "qiwi.store"
 
 local monotonic = core.monotonic
@@ -162,31 +164,8 @@ local function setting(name, full, quick)
   return tonumber(os.getenv(name)) or (quick_on and quick or full)
 end
 
-local function median(list)
-  local t = {}
-  for i, v in ipairs(list) do t[i] = v end
-  table.sort(t)
-  local n = #t
-  if n == 0 then return nil end
-  if n % 2 == 1 then return t[(n + 1) / 2] end
-  return (t[n / 2] + t[n / 2 + 1]) / 2
-end
 
-local function spread(list)
-  local lo, hi = math.huge, -math.huge
-  for _, v in ipairs(list) do
-    if v < lo then lo = v end
-    if v > hi then hi = v end
-  end
-  return lo, hi
-end
 
-local function command(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
 
 -- rounds: list of round results; returns per store and kind the medians.
 local function summarise(list, rounds)
