@@ -43,14 +43,21 @@ local generators = {
   end,
 }
 
+-- row -> its parameters by Lua name, built on a row's first call
+local known_of = setmetatable({}, { __mode = "k" })
+
 -- The call's arguments by name, taken by value, or nil, reason.
 local function named_args(row, name, ...)
   local opts = {}
   local n = select("#", ...)
   local names = row.args or {}
   if n > #names then return nil, format("%s takes %d argument(s), got %d", name, #names, n) end
-  local known = {}
-  for _, p in ipairs(row.params or {}) do known[p[1]] = p end
+  local known = known_of[row]
+  if not known then
+    known = {}
+    for _, p in ipairs(row.params or {}) do known[p[1]] = p end
+    known_of[row] = known
+  end
   for i, argname in ipairs(names) do
     local v = select(i, ...)
     if argname == "opts" then
