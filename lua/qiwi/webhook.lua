@@ -1,6 +1,7 @@
 -- Webhook notifications: signature verification (and, inside nginx, a receiver).
 local core = require "qiwi.core"
 local qerror = require "qiwi.error"
+local events = require "qiwi.events"
 
 local _M = {}
 
@@ -297,13 +298,30 @@ end
 -- The memory lasts ttl seconds (or memory notifications, or what the dict
 -- holds): a replay older than that is called again, so fn should still
 -- treat txnId as the payment's identity.
+-- With on_payment = fn(payment, "webhook") instead of on_notification (and
+-- operation = "IN", statuses = {"SUCCESS"}, as client:watch takes them;
+-- store, default the Lua state's memory store; name; claim and ttl as in
+-- qiwi.events) the handler is one end of the event stream: a notification
+-- of a wanted payment is claimed in the store's ledger, answered 200, then
+-- handed to fn in the history item's shape; a watcher on the same store
+-- and name never hands it again. A test notification, another operation or
+-- an unwanted status is answered 200 and not handed on.
 function _M.handler(opts)
   assert(type(opts) == "table", "webhook.handler takes an options table")
   local key = opts.key
   assert(type(key) == "string" or type(key) == "function", "webhook.handler: key must be a string or a function")
   assert(type(key) == "function" or usable_key(key), "webhook.handler: key is not a base64 key")
   local fn = opts.on_notification
-  assert(type(fn) == "function", "webhook.handler: on_notification must be a function")
+  -- on_payment: the event stream shared with client:watch (qiwi.events):
+  -- fn(payment, "webhook"), the payment in the history item's shape, once
+  -- per store, wallet and name whichever of the two sees it first.
+  local on_payment = opts.on_payment
+  assert((fn == nil) ~= (on_payment == nil), "webhook.handler: give on_notification or on_payment")
+  assert(fn == nil or type(fn) == "function", "webhook.handler: on_notification must be a function")
+  assert(on_payment == nil or type(on_payment) == "function", "webhook.handler: on_payment must be a function")
+  local statuses = assert(events.status_set(opts.statuses))
+  local operation = opts.operation or "IN"
+  assert(events.OPERATIONS[operation], "webhook.handler: operation must be ALL, IN, OUT or QIWI_CARD")
   local ttl = opts.ttl or 86400
   assert(type(ttl) == "number" and ttl > 0, "webhook.handler: ttl must be a positive number of seconds")
   local dict = opts.dict
@@ -323,8 +341,12 @@ function _M.handler(opts)
   local store = opts.store
   assert(store == nil or require("qiwi.store").check(store), "webhook.handler: store must be a qiwi.store")
   assert(store == nil or dict == nil, "webhook.handler: give dict or store, not both")
-  local name = opts.name or "default"
-  assert(type(name) == "string" and name ~= "", "webhook.handler: name must be a non-empty string")
+  local name = assert(events.check_name(opts.name))
+  if on_payment then
+    assert(dict == nil, "webhook.handler: on_payment keeps its ledger in a store, not a dict")
+    store = store or require("qiwi.store").default()
+  end
+  local ledger = { claim = opts.claim, ttl = opts.ttl }
   local prefix = "webhook:" .. name .. ":"
 
   -- true when the key was there, false when added now, nil, err when the
@@ -417,6 +439,35 @@ function _M.handler(opts)
         answer(403, err.message)
       else
         answer(400, err.message)
+      end
+      return ngx.exit(ngx.HTTP_OK)
+    end
+    if on_payment then
+      local p = note.payment
+      -- QIWI's notifications name a payment IN or OUT only; the history's
+      -- QIWI_CARD payments are OUT there
+      local op_ok = operation == "ALL" or p.type == operation or (operation == "QIWI_CARD" and p.type == "OUT")
+      if note.test == true or not op_ok or not statuses[p.status] then
+        answer(200, "OK")
+        return ngx.exit(ngx.HTTP_OK)
+      end
+      local payment = events.from_notification(p)
+      local ekey = events.key(tostring(events.integer(p.personId)), name, tostring(payment.txnId))
+      local state, cerr = events.claim(store, ekey, ledger)
+      if state == nil then
+        ngx.log(ngx.ERR, "qiwi webhook: the store cannot say whether this payment was handled: ", tostring(cerr))
+        answer(503, "store unavailable")
+        return ngx.exit(ngx.HTTP_OK)
+      end
+      -- answered at once, as QIWI wants; a handler that fails releases its
+      -- claim, and the watcher on the same store and name delivers it later
+      answer(200, "OK")
+      ngx.eof()
+      if state == "claimed" then
+        local ok, why = events.run(on_payment, payment, "webhook")
+        if not ok then ngx.log(ngx.ERR, "qiwi webhook: on_payment failed: ", tostring(why)) end
+        local _, ferr = events.finish(store, ekey, ok, ledger)
+        if ferr then ngx.log(ngx.ERR, "qiwi webhook: cannot record a delivery: ", tostring(ferr)) end
       end
       return ngx.exit(ngx.HTTP_OK)
     end

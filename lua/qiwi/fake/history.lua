@@ -401,6 +401,63 @@ return function(H)
     return p.txn_id
   end
 
+  -- Money arrives: an incoming payment (type IN) from `from` (a wallet
+  -- number or account text), in the history at once, the balance moved
+  -- when it is SUCCESS, the webhook notified. spec: from, amount (required),
+  -- currency (643, "643" or "RUB"), comment, status ("SUCCESS"; "WAITING"
+  -- to change it later with set_status), date (unix time or QIWI date
+  -- string; default now), provider (7), txn_id. Returns the txn id.
+  local CODES = {}
+  for code, c in pairs(C.currencies) do CODES[c.code] = code end
+  function H.methods.receive(f, spec)
+    if type(spec) ~= "table" then error("qiwi.fake:receive takes a table", 2) end
+    local currency = spec_value(spec.currency) or 643
+    currency = CODES[currency] or tonumber(currency)
+    if not C.currencies[currency] then error("qiwi.fake:receive: unknown currency " .. tostring(spec.currency), 2) end
+    local from = spec_value(spec.from)
+    if from ~= nil and type(from) ~= "string" and type(from) ~= "number" then
+      error("qiwi.fake:receive: from must be a wallet number or an account string", 2)
+    end
+    local status = tostring(spec_value(spec.status) or "SUCCESS"):upper()
+    if status ~= "SUCCESS" and status ~= "WAITING" and status ~= "ERROR" then
+      error("qiwi.fake:receive: status must be SUCCESS, WAITING or ERROR", 2)
+    end
+    return H.methods.add_payment(f, {
+      amount = spec_value(spec.amount), type = "IN", currency = currency, status = status,
+      account = from ~= nil and (type(from) == "number" and format("+%d", from) or from) or nil,
+      comment = spec_value(spec.comment), date = spec_value(spec.date),
+      provider = spec_value(spec.provider), txn_id = spec_value(spec.txn_id),
+    })
+  end
+
+  -- A payment's status changes later (WAITING -> SUCCESS or ERROR, as QIWI's
+  -- do): the history shows the new status, the balance follows (credited
+  -- when an incoming payment becomes SUCCESS, taken back if it leaves it),
+  -- and the webhook is notified again, as QIWI notifies each status.
+  function H.methods.set_status(f, txn_id, status)
+    local p = f.state.by_txn[tonumber(txn_id)]
+    if not p then error("qiwi.fake:set_status: no transaction " .. tostring(txn_id), 2) end
+    status = tostring(status or ""):upper()
+    if status ~= "SUCCESS" and status ~= "WAITING" and status ~= "ERROR" then
+      error("qiwi.fake:set_status: status must be SUCCESS, WAITING or ERROR", 2)
+    end
+    if p.status == status then return p.txn_id end
+    local was = p.status == "SUCCESS"
+    local delta = p.type == "IN" and p.sum or -(p.sum + p.commission)
+    if was and status ~= "SUCCESS" then H.credit(f, p.currency, -delta) end
+    if not was and status == "SUCCESS" then H.credit(f, p.currency, delta) end
+    p.status = status
+    p.status_text = nil
+    if status == "ERROR" then
+      p.error_code = p.error_code ~= 0 and p.error_code or 300
+      p.error = ERROR_TEXT[p.error_code] or "Ошибка"
+    else
+      p.error_code, p.error = 0, nil
+    end
+    if H.notify then H.notify(f, p) end
+    return p.txn_id
+  end
+
   -- The stored record of a transaction (a copy), or nil.
   function H.methods.payment(f, txn_id)
     local p = f.state.by_txn[tonumber(txn_id)]
