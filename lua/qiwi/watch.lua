@@ -195,7 +195,9 @@ function Watcher:_save(c)
   for id in pairs(c.ids) do ids[#ids + 1] = id end
   sort(ids)
   local pending = setmetatable({}, core.array_mt)
-  for _, p in pairs(c.pending) do pending[#pending + 1] = p end
+  for _, p in pairs(c.pending) do
+    pending[#pending + 1] = { id = p.id, date = p.date, type = p.type, item = p.item, checked = p.checked }
+  end
   sort(pending, function(a, b) return a.id < b.id end)
   local text = encode { v = 1, date = c.date, ids = ids, pending = pending }
   local ok, err = self.store:set(self._cursor_key, text)
@@ -284,6 +286,7 @@ function Watcher:_retry(c, now, from)
       c.pending[p.id] = nil
       self.stats.expired = self.stats.expired + 1
     elseif p.item ~= nil and p.item ~= null then
+      p.tried = true -- once a round: the pages may bring it again
       local done, err = self:_deliver(p.item, p.id)
       if done == nil then return nil, err end
       if done then c.pending[p.id] = nil end
@@ -364,7 +367,9 @@ function Watcher:_round()
     local id, date = e.id, e.date
     local old = date < c.date or (date == c.date and c.ids[id])
     local p = c.pending[id]
-    if not old or p then
+    if p and p.tried then
+      p.tried = nil
+    elseif not old or p then
       local fate = self:_fate(e.item.status)
       local keep = false
       if fate == "deliver" then

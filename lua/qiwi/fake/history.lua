@@ -424,7 +424,7 @@ return function(H)
     end
     return H.methods.add_payment(f, {
       amount = spec_value(spec.amount), type = "IN", currency = currency, status = status,
-      account = from ~= nil and (type(from) == "number" and format("+%d", from) or from) or nil,
+      account = from ~= nil and (tostring(from):find("^%d+$") and "+" .. tostring(from) or from) or nil,
       comment = spec_value(spec.comment), date = spec_value(spec.date),
       provider = spec_value(spec.provider), txn_id = spec_value(spec.txn_id),
     })
