@@ -6,7 +6,6 @@
 local https_fake = require "https_fake"
 local children = require "children"
 local util = require("pki").util
-local core = require "qiwi.core"
 
 local TOKEN, WALLET = "watch-kill-token", "79111234567"
 

@@ -426,7 +426,9 @@ function _M.handler(opts)
     if type(k) == "function" then
       local ok, v = pcall(k)
       if not ok or not usable_key(v) then
-        ngx.log(ngx.ERR, "qiwi webhook: the key function gave no key: ", tostring(v))
+        -- never the value: a key that is almost right is still a secret
+        ngx.log(ngx.ERR, "qiwi webhook: the key function gave no usable base64 key (",
+                ok and type(v) or "it raised", ")")
         answer(500, "webhook key unavailable")
         return ngx.exit(ngx.HTTP_OK)
       end
