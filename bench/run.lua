@@ -6,7 +6,7 @@
 -- Environment: BENCH_RUNS (repetitions of each measurement, 7), BENCH_CALLS
 -- (sequential calls per per-call run, 1000), BENCH_MEM_CALLS (100000),
 -- BENCH_SECONDS (minimum time of one decode run, 0.25), BENCH_ONLY (comma
--- list of sections: percall,decode,overlap,peer,memory,process,openresty),
+-- list of sections: percall,decode,overlap,peer,memory,process,openresty,watch,stores),
 -- BENCH_PROCESS_CALLS (calls of one whole-process run, 10000),
 -- BENCH_PROCESS_RUNS (pairs of whole-process runs, BENCH_RUNS),
 -- BENCH_PROCESS_SERVER (what the whole-process runs call: "static", the
@@ -669,6 +669,9 @@ local ok, err = pcall(function()
   if wanted("overlap") then overlap() end
   if wanted("peer") then peer() end
   if wanted("memory") then memory() end
+  -- the watcher's catch-up under QIWI's real limit (bench/watch.lua; alone:
+  -- make bench-watch): about a minute of waiting on the limit, little CPU
+  if wanted("watch") then dofile("bench/watch.lua").run { summary_row = summary_row } end
   -- last: the stores section (bench/stores.lua; alone: make bench-stores)
   if wanted("stores") then dofile("bench/stores.lua").run { server_cpu = SERVER_CPU, summary_row = summary_row } end
 end)

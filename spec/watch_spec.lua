@@ -142,6 +142,19 @@ describe("client:watch", function()
     no_repeats(r)
   end)
 
+  it("keeps working when QIWI's clock runs ahead of ours (a cursor in our future)", function()
+    local f, c = setup()
+    local r = recorder()
+    local w = assert(c:watch { on_payment = r.fn })
+    w:poll()
+    local a = f:receive { from = "1", amount = 1, date = os.time() + 1800 }
+    assert.equal(1, (w:poll()))
+    local b = f:receive { from = "1", amount = 2, date = os.time() + 1801 }
+    local got, err = w:poll()
+    assert.equal(1, got, tostring(err))
+    assert.same({ a, b }, r.list)
+  end)
+
   it("delivers a WAITING payment when it becomes SUCCESS, once, and never one that fails", function()
     local f, c = setup()
     local r = recorder()

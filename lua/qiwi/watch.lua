@@ -35,12 +35,13 @@ local null = core.null
 local encode, decode = core.json_encode, core.json_decode
 
 local DAY = 86400
--- QIWI keeps 90 days of history and refuses a longer period; an hour off
--- its edge keeps a start date on our clock inside it on QIWI's.
-local WINDOW = 90 * DAY - 3600
--- endDate a little past our clock: a payment QIWI dated ahead of our clock
--- still comes in this round.
-local SKEW = 300
+-- endDate an hour past our clock: a payment QIWI dated ahead of our clock
+-- (a clock off by up to that much) still comes in this round.
+local SKEW = 3600
+-- QIWI keeps 90 days of history and refuses a longer period; the period
+-- ends SKEW past our clock, and an hour more keeps its start, on our clock,
+-- inside QIWI's window.
+local WINDOW = 90 * DAY - SKEW - 3600
 local ROWS = 50
 
 local Watcher = {}
@@ -353,10 +354,13 @@ function Watcher:_round()
       return 0
     end
   end
-  local from = max(c.date, now + SKEW - WINDOW)
+  -- a cursor ahead of our clock (QIWI's runs ahead) must not make the
+  -- period end before it starts
+  local to = max(now, c.date) + SKEW
+  local from = max(c.date, to - WINDOW)
   local ok, rerr = self:_retry(c, now, from)
   if not ok then return nil, rerr end
-  local list, lerr = self:_fetch(from, now + SKEW)
+  local list, lerr = self:_fetch(from, to)
   if not list then
     if lerr == false then return self._got end -- the lease went to another poller
     return nil, lerr
@@ -471,6 +475,8 @@ function Watcher:run(opts)
     self.sleep(wait)
     if deadline and monotonic() >= deadline then break end
   end
+  -- a cron job's next run, or another process, need not wait for the lease
+  self:release()
   return total, last_err
 end
 
