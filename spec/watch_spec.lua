@@ -369,14 +369,31 @@ describe("client:watch", function()
     local a = f:receive { from = "1", amount = 1 }
     local b = f:receive { from = "1", amount = 2 }
     -- b came by webhook first (what webhook.handler{on_payment=} does)
-    local key = events.key(WALLET, "default", b)
-    assert.equal("done", (events.deliver(s, key, r.fn, { txnId = b }, "webhook")))
+    local key = events.key(WALLET, "default", b, "IN")
+    assert.equal("done", (events.deliver(s, key, r.fn, { txnId = b, type = "IN" }, "webhook")))
     assert.equal(1, (w:poll()))
     assert.same({ b, a }, r.list)
     assert.same({ "webhook", "poll" }, r.sources)
     -- and a webhook after the watcher finds it delivered
-    assert.equal("dup", (events.deliver(s, events.key(WALLET, "default", a), r.fn, { txnId = a }, "webhook")))
+    assert.equal("dup", (events.deliver(s, events.key(WALLET, "default", a, "IN"), r.fn, { txnId = a, type = "IN" },
+                                        "webhook")))
     no_repeats(r)
+  end)
+
+  it("with operation ALL tells an incoming and an outgoing entry of one txnId apart", function()
+    local f, c = setup()
+    local r = recorder()
+    local w = assert(c:watch { on_payment = r.fn, operation = "ALL" })
+    w:poll()
+    local t = os.time() + 1
+    local id = f:receive { from = "1", amount = 5, txn_id = 30000000001, date = t }
+    f:add_payment { type = "OUT", amount = 5, txn_id = id, date = t }
+    assert.equal(2, (w:poll()))
+    assert.same({ id, id }, r.list)
+    -- and the next entry of that second after both
+    local later = f:receive { from = "1", amount = 6, txn_id = 30000000002, date = t }
+    assert.equal(1, (w:poll()))
+    assert.same({ id, id, later }, r.list)
   end)
 
   it("shapes a webhook notification's payment like a history item", function()

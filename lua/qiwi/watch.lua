@@ -44,6 +44,14 @@ local SKEW = 3600
 local WINDOW = 90 * DAY - SKEW - 3600
 local ROWS = 50
 
+-- What tells a history entry apart from every other: its txnId and its
+-- direction (one txnId may be an incoming and an outgoing entry). The
+-- cursor's ids and pending list are keyed by it.
+local function mark(kind, id)
+  -- %.0f: the same digits on every interpreter (LuaJIT writes 1e+15 otherwise)
+  return (kind == "IN" and "i" or "o") .. string.format("%.0f", id)
+end
+
 local Watcher = {}
 Watcher.__index = Watcher
 _M.Watcher = Watcher
@@ -178,14 +186,14 @@ function Watcher:_load()
     return nil, cursor_error(self, "is not a cursor this version wrote; delete the key to start afresh")
   end
   local ids = {}
-  for _, id in ipairs(c.ids) do ids[id] = true end
+  for _, m in ipairs(c.ids) do ids[m] = true end
   c.ids = ids
   local pending = {}
   for _, p in ipairs(c.pending) do
     if type(p) ~= "table" or type(p.id) ~= "number" or type(p.date) ~= "number" then
       return nil, cursor_error(self, "has a pending entry without id or date")
     end
-    pending[p.id] = p
+    pending[mark(p.type, p.id)] = p
   end
   c.pending = pending
   return c
@@ -193,7 +201,7 @@ end
 
 function Watcher:_save(c)
   local ids = setmetatable({}, core.array_mt)
-  for id in pairs(c.ids) do ids[#ids + 1] = id end
+  for m in pairs(c.ids) do ids[#ids + 1] = m end
   sort(ids)
   local pending = setmetatable({}, core.array_mt)
   for _, p in pairs(c.pending) do
@@ -246,7 +254,7 @@ end
 -- One payment through the ledger. Returns true (dealt with: delivered now
 -- or before), false (keep it pending), or nil, err (the store failed).
 function Watcher:_deliver(item, id)
-  local key = events.key(self._wallet, self.name, id)
+  local key = events.key(self._wallet, self.name, id, item.type)
   local res, err = events.deliver(self.store, key, self.fn, item, "poll", self.ledger)
   if res == nil then return nil, err end
   if res == "done" then
@@ -284,13 +292,13 @@ function Watcher:_retry(c, now, from)
   for _, p in ipairs(list) do
     if p.date < now - 90 * DAY then
       -- gone from QIWI's window: its status can no longer be learned
-      c.pending[p.id] = nil
+      c.pending[mark(p.type, p.id)] = nil
       self.stats.expired = self.stats.expired + 1
     elseif p.item ~= nil and p.item ~= null then
       p.tried = true -- once a round: the pages may bring it again
       local done, err = self:_deliver(p.item, p.id)
       if done == nil then return nil, err end
-      if done then c.pending[p.id] = nil end
+      if done then c.pending[mark(p.type, p.id)] = nil end
     elseif p.date < from and now - (p.checked or 0) >= self.recheck then
       -- (a waiting payment at or after `from` comes with the pages)
       local t, err = self.client:transaction(p.id, p.type)
@@ -298,14 +306,14 @@ function Watcher:_retry(c, now, from)
         p.checked = now
         local fate = self:_fate(t.status)
         if fate == "skip" then
-          c.pending[p.id] = nil
+          c.pending[mark(p.type, p.id)] = nil
         elseif fate == "deliver" then
           local done, derr = self:_deliver(t, p.id)
           if done == nil then return nil, derr end
-          if done then c.pending[p.id] = nil else p.item = t end
+          if done then c.pending[mark(p.type, p.id)] = nil else p.item = t end
         end
       elseif err.status == 404 then
-        c.pending[p.id] = nil
+        c.pending[mark(p.type, p.id)] = nil
       else
         return nil, err
       end
@@ -326,7 +334,7 @@ function Watcher:_start(now)
     local id, date = events.integer(item.txnId), type(item.date) == "string" and seconds(item.date)
     if type(id) ~= "number" or not date then return nil, decode_error(self, "history item without txnId or date") end
     if date > c.date then c.date, c.ids = date, {} end
-    if date == c.date then c.ids[id] = true end
+    if date == c.date then c.ids[mark(item.type, id)] = true end
   end
   return c
 end
@@ -368,9 +376,9 @@ function Watcher:_round()
   local pending_n = count(c.pending)
   local since_save = 0
   for _, e in ipairs(list) do
-    local id, date = e.id, e.date
-    local old = date < c.date or (date == c.date and c.ids[id])
-    local p = c.pending[id]
+    local id, date, m = e.id, e.date, mark(e.item.type, e.id)
+    local old = date < c.date or (date == c.date and c.ids[m])
+    local p = c.pending[m]
     if p and p.tried then
       p.tried = nil
     elseif not old or p then
@@ -388,18 +396,18 @@ function Watcher:_round()
         -- and the newer ones come again next round
         if pending_n >= self.max_pending then break end
         pending_n = pending_n + 1
-        c.pending[id] = { id = id, date = date, type = e.item.type, item = keep == "item" and e.item or null }
+        c.pending[m] = { id = id, date = date, type = e.item.type, item = keep == "item" and e.item or null }
       elseif keep == "item" then
         p.item = e.item
       elseif keep == "wait" then
         p.item = null
       elseif p then
-        c.pending[id] = nil
+        c.pending[m] = nil
         pending_n = pending_n - 1
       end
       if not old then
         if date > c.date then c.date, c.ids = date, {} end
-        c.ids[id] = true
+        c.ids[m] = true
       end
       since_save = since_save + 1
       if since_save >= ROWS then
