@@ -32,14 +32,15 @@ OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 DEB_PKGS := make gcc openssl lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev \
             lua-cjson lua-busted nginx libnginx-mod-http-lua \
             lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev \
-            lua-check redis-server lua-socket
+            lua-check redis-server lua-socket lua-sec lua-ldoc \
+            luarocks lua-argparse python3
 
 # Every Lua the core is built and tested for, each into build/<lua>/.
 LUAS     := lua5.1 lua5.3 lua5.4 luajit
 
 BUSTED   := $(LUA_BIN) /usr/bin/busted
 
-.PHONY: all deps test demo clean lint sanitize valgrind fuzz ci-extra
+.PHONY: all deps test demo clean lint sanitize valgrind fuzz ci-extra doc
 
 all: $(CORE)
 
@@ -84,9 +85,10 @@ test: deps
 	  run $$l $$l /usr/bin/busted --run=default --cpath="build/$$l/?.so" --exclude-tags=nginx; \
 	done; \
 	run nginx lua5.4 /usr/bin/busted --run=default --cpath="build/lua5.4/?.so" --tags=nginx; \
-	run lint luacheck --no-color lua spec examples
+	run lint luacheck --no-color lua spec examples; \
+	run rock .ci/rock
 	@$(MAKE) --no-print-directory ci-extra CI_SUMMARY=no
-	@$(call TEST_SUMMARY,$(LUAS) nginx lint sanitize)
+	@$(call TEST_SUMMARY,$(LUAS) nginx lint rock sanitize)
 
 # examples/openresty in the foreground against the fake QIWI, from a new
 # temporary prefix (pid, logs, temp files); Ctrl-C stops it. Its README says
@@ -96,6 +98,36 @@ openresty-example: deps
 	@examples/openresty/run
 
 .PHONY: openresty-example
+
+# examples/shop (orders paid through the webhook and the watcher) the same
+# way, against the fake unless QIWI_TOKEN is set; its README says more.
+shop-example: deps
+	@$(MAKE) --no-print-directory all LUA=luajit
+	@examples/shop/run
+
+.PHONY: shop-example
+
+# The rock as users install it (.ci/rock says how): luarocks make, pack and
+# install of the packed rock into temporary trees for Lua 5.1 (and LuaJIT),
+# 5.3 and 5.4, then the examples and the CLI specs from those trees only.
+# Part of make test.
+rock: deps
+	.ci/rock
+
+.PHONY: rock
+
+# The HTML reference, build/doc/index.html, with Debian's ldoc from the
+# LuaLS annotations in types/ (what editors read): docs/luals_to_ldoc.lua
+# rewrites their tags as LDoc's into build/doc/src first. Any message of
+# ldoc's but its two progress lines fails it. spec/annotations_spec.lua runs the same
+# two steps, so make test checks them without writing build/doc.
+doc: deps
+	@rm -rf build/doc
+	@$(LUA_BIN) docs/luals_to_ldoc.lua types build/doc/src
+	@ldoc -c config.ld . >build/doc/ldoc.log 2>&1; rc=$$?; \
+	if [ $$rc != 0 ] || grep -v '^reading configuration from\|^output written to' build/doc/ldoc.log | grep -q .; then \
+	  cat build/doc/ldoc.log; echo "make doc: ldoc failed or warned"; exit 1; fi
+	@echo "build/doc/index.html"
 
 # luacheck over the Lua layer, the specs and the examples; part of make test.
 lint: deps
@@ -242,6 +274,15 @@ bench-stores: deps
 	lua5.4 bench/stores.lua
 
 .PHONY: bench-stores
+
+# Only the watcher section (bench/watch.lua): client:watch catching up a
+# backlog of 10,000 payments (BENCH_WATCH_PAYMENTS) against the fake over
+# HTTPS under QIWI's real history limit; about a minute and a half.
+bench-watch: deps
+	@$(MAKE) --no-print-directory all LUA=lua5.4
+	lua5.4 bench/watch.lua
+
+.PHONY: bench-watch
 
 # The C reference of the per-call and whole-process figures.
 bench-curl-loop:

@@ -2,7 +2,7 @@ rockspec_format = "3.0"
 package = "lua-qiwi"
 version = "0.1.0-1"
 source = {
-  url = "git+https://example.invalid/lua-qiwi.git",
+  url = "git+https://github.com/lua-qiwi/lua-qiwi.git",
   tag = "v0.1.0",
 }
 description = {
@@ -14,15 +14,24 @@ description = {
   ]],
   license = "MIT",
 }
+-- argparse is for the `qiwi` command only; Debian ships it as lua-argparse
+-- (luarocks make --deps-mode=none then uses that one).
 dependencies = {
   "lua >= 5.1, < 5.5",
+  "argparse >= 0.6",
 }
+-- Debian keeps curl/curl.h in the multiarch directory
+-- (/usr/include/x86_64-linux-gnu), where luarocks does not look for headers:
+-- only the library is looked up, and the compiler finds the header through
+-- its own search path, which includes the multiarch directory.
 external_dependencies = {
-  CURL = { header = "curl/curl.h", library = "curl" },
+  CURL = { library = "curl" },
   OPENSSL = { header = "openssl/hmac.h", library = "crypto" },
 }
 build = {
   type = "builtin",
+  -- the LuaLS definitions, for editors (point Lua.workspace.library at them)
+  copy_directories = { "types" },
   modules = {
     ["qiwi.core"] = {
       sources = { "src/core.c", "src/json.c", "src/http.c", "src/session.c", "src/crypto.c", "src/batch.c", "src/fs.c" },
@@ -55,6 +64,9 @@ build = {
     ["qiwi.ratelimit"] = "lua/qiwi/ratelimit.lua",
     ["qiwi.batch"] = "lua/qiwi/batch.lua",
     ["qiwi.webhook"] = "lua/qiwi/webhook.lua",
+    ["qiwi.watch"] = "lua/qiwi/watch.lua",
+    ["qiwi.events"] = "lua/qiwi/events.lua",
+    ["qiwi.p2p"] = "lua/qiwi/p2p.lua",
     ["qiwi.transport.curl"] = "lua/qiwi/transport/curl.lua",
     ["qiwi.transport.ngx"] = "lua/qiwi/transport/ngx.lua",
     ["qiwi.fake"] = "lua/qiwi/fake/init.lua",
@@ -69,6 +81,15 @@ build = {
     ["qiwi.fake.invoices"] = "lua/qiwi/fake/invoices.lua",
     ["qiwi.fake.webhooks"] = "lua/qiwi/fake/webhooks.lua",
     ["qiwi.fake.master"] = "lua/qiwi/fake/master.lua",
+    ["qiwi.fake.p2p"] = "lua/qiwi/fake/p2p.lua",
     ["qiwi.fake.nginx"] = "lua/qiwi/fake/nginx.lua",
+    ["qiwi.fake.server"] = "lua/qiwi/fake/server.lua",
+    ["qiwi.fake.state"] = "lua/qiwi/fake/state.lua",
+    ["qiwi.cli"] = "lua/qiwi/cli/init.lua",
+    ["qiwi.cli.format"] = "lua/qiwi/cli/format.lua",
+    ["qiwi.cli.chart"] = "lua/qiwi/cli/chart.lua",
+  },
+  install = {
+    bin = { qiwi = "bin/qiwi" },
   },
 }

@@ -4,28 +4,14 @@
 -- control characters in error texts, raises for bad input, options and
 -- servers that make loops, and transports that were not checked.
 local qiwi = require "qiwi"
+local checks = require "checks"
 local backends = require "backends"
 
 local TOKEN = "hardening-secret-token-7f3a"
 local WALLET = "79111234567"
 local TO = "79990001122"
 
--- every string anywhere in v (keys, values, nested tables, metatables aside)
-local function strings_in(v, out, seen)
-  out, seen = out or {}, seen or {}
-  if type(v) == "string" then
-    out[#out + 1] = v
-  elseif type(v) == "table" and not seen[v] then
-    seen[v] = true
-    for k, item in next, v do
-      strings_in(k, out, seen)
-      strings_in(item, out, seen)
-    end
-  elseif type(v) == "number" then
-    out[#out + 1] = tostring(v)
-  end
-  return out
-end
+local strings_in = checks.strings_in
 
 local function assert_no_secret(err, secret)
   for _, s in ipairs(strings_in(err)) do

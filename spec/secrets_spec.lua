@@ -6,6 +6,7 @@
 -- library builds and every secret a client was made with; then every error
 -- text and everything the child wrote to stdout/stderr is searched for them.
 local qiwi = require "qiwi"
+local checks = require "checks"
 local https_fake = require "https_fake"
 local pki = require "pki"
 
@@ -18,13 +19,7 @@ local P2P_KEY = "secrets-spec-p2p-key-11d3"
 local WALLET = "79111234567"
 local ACCOUNTS = "/funding%-sources/"
 
-local function string_fields(err)
-  local out = { tostring(err) }
-  for k, v in pairs(err) do
-    if type(v) == "string" then out[#out + 1] = k .. "=" .. v end
-  end
-  return out
-end
+local string_fields = checks.texts_of
 
 local function assert_clean(err, secrets)
   assert.is_table(err)

@@ -107,7 +107,7 @@ static int multi_tostring(lua_State *L) {
 }
 
 /* multi{connect_timeout=, timeout=, ca_file=, resolve={...}, allow_http=false,
- *       max_body=, http2=true}
+ *       max_body=, proxy=, proxy_username=, proxy_password=, http2=true}
  * No headers: every request brings its complete header_list. */
 int qiwi_multi_new(lua_State *L) {
   multi *m;

@@ -64,6 +64,7 @@ static const luaL_Reg plain_funcs[] = {
   {"random_bytes", qiwi_random_bytes},
   {"curl_version", qiwi_curl_version},
   {"header_list", qiwi_header_list_new},
+  {"json_like", qiwi_json_like_lua},
   {"session", qiwi_session_new},
   {"multi", qiwi_multi_new},
   {"monotonic", core_monotonic},
@@ -105,10 +106,13 @@ QIWI_EXPORT int luaopen_qiwi_core(lua_State *L) {
   lua_pushvalue(L, -1);
   lua_setfield(L, -4, "array_mt");
 
+  /* the decoder's string cache, one per Lua state like the two above */
+  qiwi_json_push_cache(L);
+
   qiwi_http_register(L);
-  qiwi_session_register(L);
+  qiwi_session_register(L);             /* its send decodes: takes the four */
   qiwi_multi_register(L);
-  qiwi_setfuncs(L, json_funcs, 2);      /* pops null + array_mt */
+  qiwi_setfuncs(L, json_funcs, 4);      /* pops null, array_mt and the cache */
   qiwi_setfuncs(L, plain_funcs, 0);
   qiwi_fs_register(L);
 

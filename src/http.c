@@ -126,6 +126,22 @@ static const char *append_lines(lua_State *L, int idx, struct curl_slist **list)
   return NULL;
 }
 
+/* The string option name of the table at t, copied into *dst (left NULL
+ * when absent); raises on CR, LF or NUL and out of memory, never quoting
+ * the value (a proxy password). */
+static void read_copy(lua_State *L, int t, const char *name, char **dst, const char *what) {
+  size_t len;
+  const char *v;
+  lua_getfield(L, t, name);
+  if (lua_isnil(L, -1)) { lua_pop(L, 1); return; }
+  v = lua_tolstring(L, -1, &len);
+  if (v == NULL || lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s option '%s' must be a string", what, name);
+  if (qiwi_has_line_break(v, len)) luaL_error(L, "%s option '%s' contains CR, LF or NUL", what, name);
+  *dst = qiwi_strdup(v);
+  lua_pop(L, 1);
+  if (*dst == NULL) luaL_error(L, "%s: out of memory", what);
+}
+
 void qiwi_http_config_read(lua_State *L, int t, qiwi_http_config *cfg, const char *what) {
   const char *ca, *err;
   t = qiwi_absindex(L, t);
@@ -150,11 +166,30 @@ void qiwi_http_config_read(lua_State *L, int t, qiwi_http_config *cfg, const cha
   err = append_lines(L, lua_gettop(L), &cfg->resolve);
   lua_pop(L, 1);
   if (err != NULL) luaL_error(L, "%s: %s", what, err);
+  read_copy(L, t, "proxy", &cfg->proxy, what);
+  read_copy(L, t, "proxy_username", &cfg->proxy_username, what);
+  read_copy(L, t, "proxy_password", &cfg->proxy_password, what);
+}
+
+/* Frees a copy of a secret, overwritten first so that freed memory does
+ * not keep it (volatile: the stores must not be dropped as dead). */
+static void free_secret(char **p) {
+  if (*p != NULL) {
+    volatile char *v = *p;
+    while (*v) *v++ = '\0';
+    free(*p);
+    *p = NULL;
+  }
 }
 
 void qiwi_http_config_free(qiwi_http_config *cfg) {
   free(cfg->ca);
   cfg->ca = NULL;
+  free(cfg->proxy);
+  cfg->proxy = NULL;
+  free(cfg->proxy_username);
+  cfg->proxy_username = NULL;
+  free_secret(&cfg->proxy_password);
   curl_slist_free_all(cfg->resolve);
   cfg->resolve = NULL;
 }
@@ -177,6 +212,19 @@ CURLcode qiwi_http_setup(CURL *easy, char *errbuf, const qiwi_http_config *cfg) 
   SET(CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
   if (cfg->resolve) SET(CURLOPT_RESOLVE, cfg->resolve);
   if (cfg->ca) SET(CURLOPT_CAINFO, cfg->ca);
+  if (cfg->proxy) {
+    SET(CURLOPT_PROXY, cfg->proxy);
+    /* CONNECT, always: the proxy relays TLS and is never handed a request
+     * (the Lua layer takes a proxy for https base URLs only, where libcurl
+     * tunnels anyway; this holds whatever a later caller passes) */
+    SET(CURLOPT_HTTPPROXYTUNNEL, 1L);
+    SET(CURLOPT_NOPROXY, "");          /* the proxy asked for, for every host */
+    SET(CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
+    SET(CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
+    if (cfg->ca) SET(CURLOPT_PROXY_CAINFO, cfg->ca);
+    if (cfg->proxy_username) SET(CURLOPT_PROXYUSERNAME, cfg->proxy_username);
+    if (cfg->proxy_password) SET(CURLOPT_PROXYPASSWORD, cfg->proxy_password);
+  }
   return rc;
 }
 
@@ -362,39 +410,96 @@ static const char *wanted_header(const char *name, size_t len) {
   return want;
 }
 
-void qiwi_push_headers(lua_State *L, const qiwi_buffer *b) {
+/* The next header line of b (a header block: status line first) at or after
+ * *pos that the Lua layer reads: its lower-case name, its value (trimmed)
+ * and their lengths; NULL at the end. *pos: 0 before the first call. One
+ * walk for qiwi_push_headers and qiwi_answer_json_like. */
+static const char *next_wanted(const qiwi_buffer *b, size_t *pos, size_t *nlen,
+                               const char **value, size_t *vlen) {
   const char *end, *nl;
-  lua_createtable(L, 0, 2);
-  if (b->data == NULL) return;
+  if (b->data == NULL) return NULL;
   end = b->data + b->len;
-  nl = memchr(b->data, '\n', b->len);  /* the end of the status line */
-  while (nl != NULL && nl + 1 < end) {
-    const char *line = nl + 1, *eol, *colon, *name, *v, *ve;
-    size_t nlen;
+  if (*pos == 0) {
+    nl = memchr(b->data, '\n', b->len);  /* the end of the status line */
+    if (nl == NULL) return NULL;
+    *pos = (size_t)(nl + 1 - b->data);
+  }
+  while (*pos < b->len) {
+    const char *line = b->data + *pos, *eol, *colon, *name, *v, *ve;
     nl = memchr(line, '\n', (size_t)(end - line));
     eol = nl ? nl : end;
+    *pos = nl ? (size_t)(nl + 1 - b->data) : b->len;
     colon = memchr(line, ':', (size_t)(eol - line));
     if (colon == NULL) continue;
-    nlen = (size_t)(colon - line);
-    name = wanted_header(line, nlen);
+    name = wanted_header(line, (size_t)(colon - line));
     if (name == NULL) continue;
     v = colon + 1;
     ve = eol;
     while (v < ve && (*v == ' ' || *v == '\t')) v++;
     while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+    *nlen = (size_t)(colon - line);
+    *value = v;
+    *vlen = (size_t)(ve - v);
+    return name;
+  }
+  return NULL;
+}
+
+void qiwi_push_headers(lua_State *L, const qiwi_buffer *b) {
+  size_t pos = 0, nlen, vlen;
+  const char *name, *v;
+  lua_createtable(L, 0, 2);
+  while ((name = next_wanted(b, &pos, &nlen, &v, &vlen)) != NULL) {
     lua_pushlstring(L, name, nlen);
     lua_pushvalue(L, -1);
     lua_rawget(L, -3);
     if (lua_isstring(L, -1)) {
       lua_pushliteral(L, ", ");
-      lua_pushlstring(L, v, (size_t)(ve - v));
+      lua_pushlstring(L, v, vlen);
       lua_concat(L, 3);
     } else {
       lua_pop(L, 1);
-      lua_pushlstring(L, v, (size_t)(ve - v));
+      lua_pushlstring(L, v, vlen);
     }
     lua_rawset(L, -3);
   }
+}
+
+/* ---- which answers are JSON ---------------------------------------------- */
+
+static int has_json(const char *s, size_t len) {
+  size_t i;
+  for (i = 0; i + 4 <= len; i++)
+    if (s[i] == 'j' && memcmp(s + i, "json", 4) == 0) return 1;
+  return 0;
+}
+
+/* The rule itself (see http.h). Lua's %s: space, \t, \n, \v, \f, \r. */
+int qiwi_json_like(const char *ctype, size_t clen, const char *body, size_t blen) {
+  size_t i = 0;
+  if (body == NULL || blen == 0) return 0;
+  if (ctype != NULL && has_json(ctype, clen)) return 1;
+  while (i < blen && (body[i] == ' ' || (body[i] >= '\t' && body[i] <= '\r'))) i++;
+  return i < blen && (body[i] == '{' || body[i] == '[');
+}
+
+int qiwi_answer_json_like(const qiwi_buffer *head, const qiwi_buffer *body) {
+  size_t pos = 0, nlen, vlen;
+  const char *name, *v;
+  if (body->data == NULL || body->len == 0) return 0;
+  /* any content-type line saying json: what the joined value of
+   * qiwi_push_headers contains ("json" cannot straddle the ", ") */
+  while ((name = next_wanted(head, &pos, &nlen, &v, &vlen)) != NULL)
+    if (name[0] == 'c' && has_json(v, vlen)) return 1;
+  return qiwi_json_like(NULL, 0, body->data, body->len);
+}
+
+int qiwi_json_like_lua(lua_State *L) {
+  size_t clen = 0, blen = 0;
+  const char *ctype = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &clen) : NULL;
+  const char *body = lua_isstring(L, 2) ? lua_tolstring(L, 2, &blen) : NULL;
+  lua_pushboolean(L, qiwi_json_like(ctype, clen, body, blen));
+  return 1;
 }
 
 /* ---- failures ------------------------------------------------------------ */

@@ -18,8 +18,11 @@
  *                             tell "the server sent too much" from "we broke".
  *           "QIWI_ARGUMENT"   refused before libcurl saw it (kind "argument":
  *                             closed, busy, CR/LF in the URL, unknown method, ...)
- * No JSON in here: the body goes back as text, and the Lua layer decodes it
- * (qiwi.answer), so that every transport answers alike. */
+ * No JSON parsing in here: the body goes back as text, and the Lua layer
+ * decodes it (qiwi.answer), so that every transport answers alike; the one
+ * exception is session:send's decode flag (session.c), which hands a 2xx
+ * JSON answer back decoded from its buffer, and only the rule for which
+ * answers are JSON (qiwi_json_like) lives here, for both. */
 #ifndef QIWI_HTTP_H
 #define QIWI_HTTP_H
 
@@ -63,10 +66,16 @@ typedef struct {
   int allow_http;
   char *ca;                          /* owned copy, NULL when not given */
   struct curl_slist *resolve;        /* "host:port:address" lines */
+  /* Owned copies, NULL when not given. proxy is scheme://host:port with no
+   * user info: the credentials go to libcurl apart (CURLOPT_PROXYUSERNAME,
+   * CURLOPT_PROXYPASSWORD), never inside a URL it may quote. */
+  char *proxy, *proxy_username, *proxy_password;
 } qiwi_http_config;
 
 /* Reads timeout=, connect_timeout=, ca_file=, allow_http=, max_body=,
- * resolve= from the options table at t into a zeroed *cfg. A bad
+ * resolve=, proxy=, proxy_username=, proxy_password= from the options
+ * table at t into a zeroed *cfg (the Lua layer checked the proxy's form:
+ * qiwi.options; here only CR, LF and NUL are refused). A bad
  * value raises ("<what> option '...'"), as do out-of-memory and a bad
  * resolve list ("<what>: ..."); whatever was read before stays in *cfg for
  * qiwi_http_config_free, so cfg must live in the (born closed) userdata. */
@@ -77,9 +86,13 @@ void qiwi_http_config_free(qiwi_http_config *cfg);
  * host verification, the CA file, no redirects (a redirect must never carry
  * the token elsewhere), https only unless allow_http, the resolve list,
  * connect and default total timeouts, keep-alive, any content encoding, our
- * body/header callbacks, errbuf as the error buffer. Proxies: libcurl's
- * default, i.e. the *_proxy environment variables are honoured, as before
- * this layer existed. No CURLOPT_USERAGENT, ever: without it libcurl sends
+ * body/header callbacks, errbuf as the error buffer. Proxies: cfg's
+ * proxy when given (and then for every host: NO_PROXY does not apply),
+ * else libcurl's default, i.e. the *_proxy environment variables are
+ * honoured, as before this layer existed. cfg's HTTP(S) proxy is asked to
+ * CONNECT (CURLOPT_HTTPPROXYTUNNEL), so that it relays TLS and never sees
+ * a request; an HTTPS proxy is verified like QIWI, against the CA file.
+ * No CURLOPT_USERAGENT, ever: without it libcurl sends
  * no User-Agent, so the one that goes out is the caller's header list's and
  * a request without a list carries none. */
 CURLcode qiwi_http_setup(CURL *easy, char *errbuf, const qiwi_http_config *cfg);
@@ -176,6 +189,16 @@ int qiwi_has_line_break(const char *s, size_t len);
 /* Pushes {lower-case name = value} of the headers the library reads
  * (content-type, retry-after); repeated names joined with ", ". */
 void qiwi_push_headers(lua_State *L, const qiwi_buffer *b);
+
+/* Whether an answer is JSON, the one rule of every transport's answers
+ * (the Lua layer asks it through core.json_like): a body that is not
+ * empty, and a content type containing "json", or else a body whose first
+ * byte past white space opens an object or array. ctype may be NULL. */
+int qiwi_json_like(const char *ctype, size_t clen, const char *body, size_t blen);
+/* The rule for an answer in buffers: any content-type line of head counts. */
+int qiwi_answer_json_like(const qiwi_buffer *head, const qiwi_buffer *body);
+/* Lua: json_like(content_type or nil, body or nil) -> boolean */
+int qiwi_json_like_lua(lua_State *L);
 
 /* "timeout", "tls" or "network". */
 const char *qiwi_curl_error_kind(CURLcode rc);

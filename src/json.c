@@ -101,19 +101,42 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
  * value, and a scratch userdata for a long string or number. */
 #define DECODE_SLACK 8
 
-/* Keys, and many values, repeat within a document (every payment of a
- * history page has the same twenty keys). A string seen before is pushed
- * from a stack slot instead of being scanned and interned again: interning
- * hashes every byte and looks the string up, which cost more than the rest
- * of decoding the key. Slots are picked by the first two bytes. */
-#define STRING_CACHE 64          /* slots on the Lua stack; a power of two, at most 64 (`filled`) */
-#define CACHE_MAX_LEN 40         /* Lua interns strings up to 40 bytes; longer ones rarely repeat */
-#define CACHE_MIN_INPUT 2048     /* below this, setting the slots up costs more than it saves */
+/* Keys, and many values, repeat: within a document (every payment of a
+ * history page has the same twenty keys) and from one answer to the next
+ * (a client polling its balance gets the same keys and aliases each time).
+ * Short strings are kept in a cache of the Lua state (qiwi_json_push_cache:
+ * a table holding the strings, so that they stay alive and their bytes
+ * stay where they are, and a userdata with where those bytes are), and a
+ * string seen before is pushed from it instead of being scanned and
+ * interned again: interning hashes every byte and looks the string up,
+ * which cost more than the rest of decoding it, and a string that died
+ * between two answers was allocated again. Slots are picked by the first
+ * three bytes of the input (the closing quote of a shorter string among
+ * them); a new string takes its slot over. */
+#define STRING_CACHE 256         /* slots; a power of two */
+#define CACHE_MAX_LEN 64         /* longer strings rarely repeat (titles in Cyrillic do: 2 bytes a letter) */
 
 typedef struct {
-  const unsigned char *text;     /* in the input: plain bytes, no quote or backslash */
+  const char *text;              /* the bytes of the string at this slot of the table; NULL: none */
   size_t len;
 } cached_string;
+
+struct qiwi_json_cache {
+  cached_string slot[STRING_CACHE];
+};
+
+void qiwi_json_push_cache(lua_State *L) {
+  qiwi_json_cache *c = qiwi_newuserdata(L, sizeof *c);
+  memset(c, 0, sizeof *c);
+  lua_createtable(L, STRING_CACHE, 0);
+}
+
+void qiwi_json_upvalues(lua_State *L, qiwi_json_ctx *ctx, int first) {
+  ctx->null_idx = lua_upvalueindex(first);
+  ctx->amt_idx = lua_upvalueindex(first + 1);
+  ctx->cache = lua_touserdata(L, lua_upvalueindex(first + 2));
+  ctx->strings_idx = lua_upvalueindex(first + 3);
+}
 
 typedef struct {
   lua_State *L;
@@ -121,14 +144,12 @@ typedef struct {
   char decimal_point;            /* locale's, looked up at the first float */
   const char *why;               /* NULL: "unexpected character" at `at` */
   const unsigned char *at;
-  int cache_base;                /* stack index of slot 0 */
-  int cache_on;
-  cached_string cache[STRING_CACHE];   /* valid where the bit of `filled` is set */
-  unsigned long long filled;
+  qiwi_json_cache *cache;
+  int strings_idx;               /* the table holding the cached strings */
 } decoder;
 
 static inline unsigned cache_slot(const unsigned char *p) {
-  return (p[0] * 31u + p[1]) & (STRING_CACHE - 1);
+  return ((p[0] * 31u + p[1]) * 31u + p[2]) & (STRING_CACHE - 1);
 }
 
 static const unsigned char *fail(decoder *d, const unsigned char *at, const char *why) {
@@ -272,14 +293,15 @@ static const unsigned char *parse_string(decoder *d, const unsigned char *p) {
   const unsigned char *open = p - 1, *run = p, *end = d->end;
   cached_string *c = NULL;
   unsigned slot = 0;
-  if (d->cache_on && end - p >= 2) {
-    /* the same bytes as a string already read (and so validated), followed
-     * by its closing quote, are that string */
+  if (end - p >= 3) {
+    /* the same bytes as a string already read (and so validated: no quote,
+     * no backslash, valid UTF-8), followed by a closing quote, are that
+     * string */
     slot = cache_slot(p);
-    c = &d->cache[slot];
-    if ((d->filled >> slot & 1) && (size_t)(end - p) > c->len && p[c->len] == '"'
+    c = &d->cache->slot[slot];
+    if (c->text != NULL && (size_t)(end - p) > c->len && p[c->len] == '"'
         && memcmp(p, c->text, c->len) == 0) {
-      lua_pushvalue(d->L, d->cache_base + (int)slot);
+      lua_rawgeti(d->L, d->strings_idx, (json_index)slot + 1);
       return p + c->len + 1;
     }
   }
@@ -291,11 +313,12 @@ static const unsigned char *parse_string(decoder *d, const unsigned char *p) {
         size_t n = (size_t)(p - run);
         lua_pushlstring(d->L, (const char *)run, n);
         if (c && n > 0 && n <= CACHE_MAX_LEN) {
-          c->text = run;
-          c->len = n;
-          d->filled |= 1ull << slot;
+          /* the table first: the old string stays alive until the slot
+           * points elsewhere (setting an array slot allocates nothing) */
           lua_pushvalue(d->L, -1);
-          lua_replace(d->L, d->cache_base + (int)slot);
+          lua_rawseti(d->L, d->strings_idx, (json_index)slot + 1);
+          c->text = lua_tostring(d->L, -1);
+          c->len = n;
         }
         return p + 1;
       }
@@ -481,13 +504,13 @@ static void materialize(lua_State *L, int mark, int kind, int amt_idx) {
   lua_settop(L, mark + 1);
 }
 
-int qiwi_json_decode_buf(lua_State *L, const char *s, size_t len, int null_idx, int amt_idx) {
+int qiwi_json_decode_buf(lua_State *L, const char *s, size_t len, const qiwi_json_ctx *ctx) {
   /* per open container: its kind (above), the stack top before its first
    * member, and for an array being filled in place, its last index */
   unsigned char kind[QIWI_JSON_MAX_DEPTH];
   int mark[QIWI_JSON_MAX_DEPTH];
   json_index next[QIWI_JSON_MAX_DEPTH];
-  int depth = 0, base = lua_gettop(L);
+  int depth = 0, base = lua_gettop(L), null_idx = ctx->null_idx, amt_idx = ctx->amt_idx;
   decoder d;
   const unsigned char *p = (const unsigned char *)s, *end = p + len;
 
@@ -497,12 +520,10 @@ int qiwi_json_decode_buf(lua_State *L, const char *s, size_t len, int null_idx, 
   d.decimal_point = 0;
   d.why = NULL;
   d.at = p;
-  d.filled = 0;
-  d.cache_on = len >= CACHE_MIN_INPUT;
-  d.cache_base = base + 1;
+  d.cache = ctx->cache;
+  d.strings_idx = ctx->strings_idx;
 
-  if (!lua_checkstack(L, STRING_CACHE + DECODE_SLACK)) { fail(&d, p, "out of Lua stack"); goto error; }
-  if (d.cache_on) lua_settop(L, base + STRING_CACHE);
+  if (!lua_checkstack(L, DECODE_SLACK)) { fail(&d, p, "out of Lua stack"); goto error; }
 
 value:
   p = skip_ws(p, end);
@@ -604,10 +625,6 @@ key:
 done:
   p = skip_ws(p, end);
   if (p < end) { fail(&d, p, "trailing garbage"); goto error; }
-  if (d.cache_on) {
-    lua_replace(L, base + 1);    /* the value takes the place of the cache */
-    lua_settop(L, base + 1);
-  }
   return 1;
 
 error:
@@ -619,7 +636,9 @@ error:
 int qiwi_json_decode(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
-  if (qiwi_json_decode_buf(L, s, len, lua_upvalueindex(1), lua_upvalueindex(2))) return 1;
+  qiwi_json_ctx ctx;
+  qiwi_json_upvalues(L, &ctx, 1);
+  if (qiwi_json_decode_buf(L, s, len, &ctx)) return 1;
   lua_pushnil(L);
   lua_insert(L, -2);
   return 2;

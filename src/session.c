@@ -8,6 +8,7 @@
 #include <string.h>
 #include "compat.h"
 #include "http.h"
+#include "json.h"
 #include "session.h"
 
 typedef struct {
@@ -52,7 +53,7 @@ static int session_tostring(lua_State *L) {
 }
 
 /* session{connect_timeout=, timeout=, ca_file=, resolve={"host:port:ip", ...},
- *         allow_http=false, max_body=}
+ *         allow_http=false, max_body=, proxy=, proxy_username=, proxy_password=}
  * No headers: every request brings its complete header_list. */
 int qiwi_session_new(lua_State *L) {
   session *s;
@@ -90,25 +91,33 @@ static long ms_of(lua_Number t) {
   return ms < 1 ? 1 : ms;
 }
 
-/* session:send(method, url, hlist, body, timeout, once)
+/* session:send(method, url, hlist, body, timeout, once, decode)
  *   -> status, body, headers    (body a string, "" when empty; no decoding)
+ *   -> status, nil, nil, value  (decode only: a 2xx JSON answer, decoded)
  *   -> nil, kind, message, code (no answer; see http.h)
  * hlist: a qiwi.header_list or nil (no headers); timeout: seconds, nil for
  * the session's; once: on a connection of its own, for a request that must
- * never be re-sent. method: GET, POST, PUT, PATCH or DELETE. */
+ * never be re-sent. method: GET, POST, PUT, PATCH or DELETE.
+ * decode: a 2xx answer that is JSON (qiwi_json_like) is decoded straight
+ * from the receive buffer, so that the body never becomes a Lua string and
+ * no headers table is made: a success needs neither. Every other answer,
+ * and one that does not decode, comes back as text, for the Lua layer to
+ * read (and to word the decode error) as from any transport.
+ * Upvalues: the decoder's (json.h). */
 static int session_send(lua_State *L) {
   session *s = check_session(L);
   qiwi_http_req r;
   const char *err = NULL;
   size_t mlen, ulen;
   CURLcode rc;
-  int n, method = 0;
+  int n, method = 0, decode;
 
   memset(&r, 0, sizeof r);
   r.method = luaL_checklstring(L, 2, &mlen);
   r.url = luaL_checklstring(L, 3, &ulen);
   r.body = luaL_optlstring(L, 5, NULL, &r.body_len);
   r.once = lua_toboolean(L, 7);
+  decode = lua_toboolean(L, 8);
   r.timeout_ms = s->cfg.timeout_ms;
   if (s->easy == NULL) err = "session is closed";
   else if (s->busy) err = "session is busy with another request";
@@ -148,9 +157,22 @@ static int session_send(lua_State *L) {
     long status = 0;
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
     lua_pushinteger(L, (lua_Integer)status);
-    lua_pushlstring(L, s->body.data ? s->body.data : "", s->body.len);
-    qiwi_push_headers(L, &s->head);
-    n = 3;
+    n = 0;
+    if (decode && status >= 200 && status < 300 && qiwi_answer_json_like(&s->head, &s->body)) {
+      lua_pushnil(L);
+      lua_pushnil(L);
+      qiwi_json_ctx ctx;
+      qiwi_json_upvalues(L, &ctx, 1);
+      if (qiwi_json_decode_buf(L, s->body.data, s->body.len, &ctx))
+        n = 4;
+      else
+        lua_pop(L, 3);   /* the message and the two nils: read as text below */
+    }
+    if (n == 0) {
+      lua_pushlstring(L, s->body.data ? s->body.data : "", s->body.len);
+      qiwi_push_headers(L, &s->head);
+      n = 3;
+    }
   }
   qiwi_buffer_trim(&s->body);
   qiwi_buffer_trim(&s->head);
@@ -192,11 +214,14 @@ static const luaL_Reg metameth[] = {
   {NULL, NULL}
 };
 
+/* Stack: ..., the decoder's 4 upvalues (json.h; left there): send decodes. */
 void qiwi_session_register(lua_State *L) {
+  int i;
   luaL_newmetatable(L, QIWI_SESSION_MT);
   qiwi_setfuncs(L, metameth, 0);
   lua_createtable(L, 0, 4);
-  qiwi_setfuncs(L, meth, 0);
+  for (i = 0; i < 4; i++) lua_pushvalue(L, -6);
+  qiwi_setfuncs(L, meth, 4);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }

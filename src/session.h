@@ -8,7 +8,8 @@
 
 /* Lua: session{...} -> session */
 int qiwi_session_new(lua_State *L);
-/* Creates the session metatable. */
+/* Creates the session metatable; the decoder's four upvalues (json.h) must
+ * be on top of the stack (they stay there). */
 void qiwi_session_register(lua_State *L);
 
 #endif

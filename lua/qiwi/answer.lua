@@ -8,18 +8,15 @@ local attempt = require "qiwi.attempt"
 local payment_check = require "qiwi.payment_check"
 
 local json_decode = core.json_decode
-local find, gsub = string.find, string.gsub
+-- A body is JSON when its content type says so, or when it has none that
+-- says otherwise and reads like a JSON object or array: the core's rule,
+-- the one the libcurl session applies when it decodes an answer itself.
+local json_like = core.json_like
+local gsub = string.gsub
 
 local _M = {}
 
 local NO_HEADERS = {}
-
--- A body is JSON when its content type says so, or when it has none that
--- says otherwise and reads like a JSON object or array.
-local function json_body(headers, body)
-  if body == nil or body == "" then return false end
-  return find(headers["content-type"] or "", "json", 1, true) ~= nil or find(body, "^%s*[%[{]") ~= nil
-end
 
 local function checked_payment(client, row, path, status, data, sent)
   local diff = payment_check.mismatch(path:match("/terms/(%d+)/"), sent, data)
@@ -33,6 +30,15 @@ local function checked_payment(client, row, path, status, data, sent)
   return data
 end
 
+-- The result of a 2xx answer to a request of `row` whose body decoded to
+-- `data` (never nil): read's, and that of an answer a transport handed
+-- back decoded (qiwi.transport.curl's decode).
+local function success(client, row, path, status, data, sent)
+  if row.payment and sent then return checked_payment(client, row, path, status, data, sent) end
+  return data
+end
+_M.decoded = success
+
 -- The result of an answer (status, headers, body text) to a request of
 -- `row` sent to `path` with body `sent`: value[, second value] or nil, err.
 function _M.read(client, row, path, status, headers, body, sent)
@@ -44,7 +50,7 @@ function _M.read(client, row, path, status, headers, body, sent)
     return nil, client:_error(qerror.from_response(status, nil, row.method, path, attempt.retry_after(headers)))
   end
   local data, derr
-  if json_body(headers, body) then
+  if json_like(headers["content-type"], body) then
     data, derr = json_decode(body)
     if derr then derr = gsub(derr, "^decode: ", "") end
   end
@@ -54,10 +60,7 @@ function _M.read(client, row, path, status, headers, body, sent)
   if derr then
     return nil, client:_error { kind = "decode", status = status, message = derr, method = row.method, path = path }
   end
-  if data ~= nil then
-    if row.payment and sent then return checked_payment(client, row, path, status, data, sent) end
-    return data
-  end
+  if data ~= nil then return success(client, row, path, status, data, sent) end
   -- QIWI answers some successes with no body at all, 200 with a JSON
   -- content type included (reject_bill, set_default_account); a body cut
   -- short on the way is caught by the transport's framing, not here

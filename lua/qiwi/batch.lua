@@ -45,11 +45,8 @@ local header_list = require("qiwi.transport.curl").header_list
 local function multi_for(self)
   local st = self._transports.batch
   if st then return st end
-  local o = self._opts
-  local ok, m, kind, message = pcall(core.multi, {
-    timeout = o.timeout, connect_timeout = o.connect_timeout, ca_file = o.ca_file,
-    resolve = o.resolve, allow_http = o.allow_http, max_body = o.max_body,
-  })
+  -- the same options as the client's session, its proxy included
+  local ok, m, kind, message = pcall(core.multi, client_mod.curl_options(self))
   if not ok then return nil, "network", tostring(m) end
   if not m then return nil, kind, message end
   st = { multi = m }

@@ -133,7 +133,8 @@ local function build(client, row, name, ...)
       if v == "" and p.empty then
         w = ""
       else
-        w, j, secs = args[check](v, p.spec)
+        -- a row of another API (qiwi.p2p) may carry a checker of its own
+        w, j, secs = (type(check) == "function" and check or args[check])(v, p.spec)
       end
       if w == nil then return nil, lname .. " " .. j end
       seconds[lname] = secs
@@ -216,14 +217,16 @@ function _M.prepare(client, row, name, ...)
     body = encoded
   end
   if static then
+    local url = client.base_url .. path
     client._static = client._static or {}
-    client._static[row] = { client.wallet, path, client.base_url, client.base_url .. path }
+    client._static[row] = { client.wallet, path, client.base_url, url }
+    return path, "", nil, url
   end
   return path, concat(req.query, "&"), body
 end
 
 -- The complete header lines of every request: built once per client (base)
--- and once per row that changes them (another Accept, a body).
+-- and once per row that changes them (another Accept, lines of its own, a body).
 --   base: { token = {lines}, p2p = {lines} or nil }
 function _M.base_headers(token, p2p_key, user_agent)
   local function lines(secret)
@@ -241,7 +244,7 @@ local CONTENT_JSON = "Content-Type: application/json"
 function _M.headers(headers, row, has_body)
   local auth = (row.auth == "p2p" and headers.base.p2p) and "p2p" or "token"
   local list = headers.base[auth]
-  if not has_body and not row.accept then return auth, list end
+  if not has_body and not row.accept and not row.headers then return auth, list end
   local per_row = headers.cache[row]
   if not per_row then
     per_row = {}
@@ -255,6 +258,7 @@ function _M.headers(headers, row, has_body)
       if row.accept and find(h, "^Accept:") then h = "Accept: " .. row.accept end
       full[#full + 1] = h
     end
+    for _, h in ipairs(row.headers or {}) do full[#full + 1] = h end
     if has_body then full[#full + 1] = CONTENT_JSON end
     per_row[key] = full
   end

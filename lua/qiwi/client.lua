@@ -46,9 +46,21 @@ function _M.new(opts)
     -- given none, every client of the Lua state shares one memory store
     _store = o.store or store.default(),
   }, Client)
+  -- the proxy's credentials join the secrets scrubbed from every error: a
+  -- libcurl text about the proxy may quote them
+  local proxy = o.proxy
+  local secrets = { o.token, o.p2p_secret_key }
+  if proxy and proxy.password then
+    secrets[#secrets + 1] = proxy.password
+    secrets[#secrets + 1] = proxy.raw_password
+  end
   private[self] = {
-    secrets = { o.token, o.p2p_secret_key },
+    secrets = secrets,
     headers = { base = builder.base_headers(o.token, o.p2p_secret_key, o.user_agent), cache = {} },
+    -- row -> how a row without arguments is sent (see Client:_call); here
+    -- rather than in the client: it holds the header list
+    plans = {},
+    proxy = proxy,
   }
   if o.history_rate ~= false then
     local hr = o.history_rate or {}
@@ -65,10 +77,24 @@ function _M.new(opts)
       sleep = hr.sleep or attempt.sleep,
     }
   end
-  -- the options kept for transports built later need no secret
+  -- the options kept for transports built later need no secret (the
+  -- proxy's URL, without its credentials, stays visible)
   o.token, o.p2p_secret_key = nil, nil
+  o.proxy = proxy and proxy.url
   return self
 end
+
+-- The options of the libcurl handles of a client (qiwi.core.session, and
+-- qiwi.core.multi for batches), the proxy's credentials included.
+function _M.curl_options(self)
+  local o, p = self._opts, private[self].proxy
+  return {
+    timeout = o.timeout, connect_timeout = o.connect_timeout, ca_file = o.ca_file,
+    resolve = o.resolve, allow_http = o.allow_http, max_body = o.max_body,
+    proxy = p and p.url, proxy_username = p and p.username, proxy_password = p and p.password,
+  }
+end
+local curl_options = _M.curl_options
 
 -- The transport for requests authorised with `auth`: the user's, the
 -- cosocket one inside nginx, or a libcurl session (one per auth, each with
@@ -85,10 +111,7 @@ local function transport_for(self, auth)
       resolve = o.resolve, max_body = o.max_body,
     }
   else
-    local ok, res = pcall(require("qiwi.transport.curl").new, {
-      timeout = o.timeout, connect_timeout = o.connect_timeout, ca_file = o.ca_file,
-      resolve = o.resolve, allow_http = o.allow_http, max_body = o.max_body,
-    })
+    local ok, res = pcall(require("qiwi.transport.curl").new, curl_options(self))
     if not ok then return nil, res end
     t = res
   end
@@ -139,19 +162,9 @@ function Client:_answer(row, path, status, headers, body, sent)
   return answer.read(self, row, path, status, headers, body, sent)
 end
 
--- Sends one prepared request with the attempt policy; returns the result or
--- nil, err. url: when the caller has it already (a row without arguments
--- caches it).
-function Client:_send(row, path, query, body, url)
-  local auth, headers = self:_headers(row, body ~= nil)
-  local t, terr = transport_for(self, auth)
-  if not t then
-    return nil, self:_error { kind = "network", message = tostring(terr), method = row.method, path = path }
-  end
-  if not url then
-    url = self.base_url .. path
-    if query ~= "" then url = url .. "?" .. query end
-  end
+-- Sends a request with the attempt policy, its header list and transport
+-- found: the transport's check, then the attempts; the result or nil, err.
+local function send_with(self, row, path, url, headers, t, body)
   if t.usable then
     -- before any wait: in a phase without cosockets nothing must block
     local ok, kind, message = t:usable()
@@ -164,6 +177,9 @@ function Client:_send(row, path, query, body, url)
   local method, once = row.method, not safe
   local deadline, left, err
   local own = self._own_transport
+  -- our own transports may hand a 2xx JSON answer back decoded (see
+  -- qiwi.transport.curl); a file (row.raw) is wanted as text
+  local decode = own and not row.raw
   for n = 1, attempts do
     if row.rate then
       local admitted, aerr = attempt.admit(self, row)
@@ -172,7 +188,7 @@ function Client:_send(row, path, query, body, url)
     deadline, left = attempt.start(deadline, self.timeout)
     local ok, status, v, h, code
     if own then
-      ok, status, v, h, code = true, t:request(method, url, headers, body, left, once)
+      ok, status, v, h, code = true, t:request(method, url, headers, body, left, once, decode)
     else
       -- a transport of the user's that raises is a failed attempt, not a crash
       ok, status, v, h, code = pcall(t.request, t, method, url, headers, body, left, once)
@@ -181,7 +197,12 @@ function Client:_send(row, path, query, body, url)
       status, v, h = nil, "network", "transport raised: " .. tostring(status)
     end
     if status then
-      local result, rerr = answer.read(self, row, path, status, h, v, body)
+      local result, rerr
+      if v == nil and h == nil and code ~= nil and decode then
+        result, rerr = answer.decoded(self, row, path, status, code, body)
+      else
+        result, rerr = answer.read(self, row, path, status, h, v, body)
+      end
       if result ~= nil then return result, rerr end
       err = rerr
     else
@@ -193,6 +214,26 @@ function Client:_send(row, path, query, body, url)
   return nil, err
 end
 
+-- Sends one prepared request with the attempt policy; returns the result or
+-- nil, err. url: given by builder.prepare for a row without arguments,
+-- whose plan is then kept for the next calls (see Client:_call).
+function Client:_send(row, path, query, body, url)
+  local p = private[self]
+  local auth, headers = builder.headers(p.headers, row, body ~= nil)
+  local t, terr = transport_for(self, auth)
+  if not t then
+    return nil, self:_error { kind = "network", message = tostring(terr), method = row.method, path = path }
+  end
+  if url then
+    p.plans[row] = { wallet = self.wallet, base_url = self.base_url, path = path, url = url,
+                     auth = auth, headers = headers, t = t }
+  else
+    url = self.base_url .. path
+    if query ~= "" then url = url .. "?" .. query end
+  end
+  return send_with(self, row, path, url, headers, t, body)
+end
+
 -- Whether a call of the payment row lets the client choose the id.
 local function fresh_id(_, o)
   return type(o) == "table" and rawget(o, "id") == nil and rawget(o, "idempotency_key") == nil
@@ -200,6 +241,15 @@ end
 
 -- The generic method behind every row of qiwi.endpoints.
 function Client:_call(row, name, ...)
+  -- A row without arguments (accounts, nickname, …) is sent alike on every
+  -- call: by its plan (URL, header list, transport), while the wallet, the
+  -- base URL and the transport it was made with are still the client's
+  -- (close() drops the transport), not built and looked up again.
+  local plan = private[self].plans[row]
+  if plan and plan.wallet == self.wallet and plan.base_url == self.base_url
+    and self._transports[plan.auth] == plan.t and select("#", ...) == 0 then
+    return send_with(self, row, plan.path, plan.url, plan.headers, plan.t)
+  end
   local path, query, body, url = builder.prepare(self, row, name, ...)
   if not path then return nil, query end
   local res, err = self:_send(row, path, query, body, url)
@@ -230,6 +280,11 @@ end
 -- Several calls at once; see qiwi.batch.
 function Client:batch(calls, opts)
   return require("qiwi.batch").run(self, calls, opts)
+end
+
+-- Incoming payments from a durable cursor (qiwi.watch).
+function Client:watch(opts)
+  return require("qiwi.watch").new(self, opts)
 end
 
 -- Balances: QIWI may answer an account with hasBalance=true and balance=null;
@@ -348,7 +403,7 @@ end
 -- The compositions take a fixed number of arguments: one more is a mistake
 -- the caller should hear of, as for the methods that are one request.
 local ARITY = {
-  payments = 1, transfer = 1, convert = 1, pay_mobile = 1, pay_card = 1,
+  payments = 1, transfer = 1, convert = 1, pay_mobile = 1, pay_card = 1, pay_card_kzt = 1,
   bank_transfer = 2, pay_by_requisites = 1, submit_card_order = 1, buy_card = 2, buy_master_package = 1,
 }
 

@@ -16,6 +16,7 @@
 --   requires       body fields that must be present after merging
 --   body           "object": send a JSON object even when it is empty
 --   accept         an Accept header other than application/json
+--   headers        more header lines, sent as they are (the Kazakh card transfer's)
 --   const          wire values always sent, in order: { {"query.x", v}, {"body.a.b", v} }
 --   auth           "p2p" for calls that QIWI authorises with the P2P secret key
 --   raw            answer is bytes (receipt files), returned with its content type
@@ -213,6 +214,20 @@ P.detect_card = {
   method = "POST", path = "/sinap/api/refs/bd6fb248-2bdf-49ed-bcb2-9b0a789cfde8/containers", args = { "card" },
   accept = "application/vnd.qiwi.v1+json",
   params = { { "card", "account", "body", "card_spaced", required = true } },
+}
+
+-- Transfer to a Kazakh bank card (payment_ru #cards-kzt): this preparation
+-- request (#prepare-card-kzt-transfer) gives the card's account and
+-- ev_account1 for the payment (qiwi.payments, pay_card_kzt). Both steps go
+-- with the browser's sec-fetch lines and the Accept the page shows. A
+-- lookup that moves no money: safe to repeat.
+local SEC_FETCH = { "sec-fetch-site: same-site", "sec-fetch-mode: cors", "sec-fetch-dest: empty" }
+
+P.prepare_card_kzt = {
+  method = "POST", path = "/sinap/api/refs/a42ebc79-0584-4271-b8a0-15cb4ea8b340/containers", args = { "card" },
+  accept = "application/vnd.qiwi.v1+json", headers = SEC_FETCH, idempotent = true,
+  const = { { "body.version", "2" }, { "body.transferSum", "100" }, { "body.src", "sinap" } },
+  params = { { "card", "cardNumber", "body", "card", required = true } },
 }
 
 P.cross_rates = { method = "GET", path = "/sinap/crossRates" }

@@ -85,7 +85,8 @@ local function scrub_value(v, secrets, depth)
   return nil
 end
 
-local TABLE_FIELDS = { payment = 8 }
+-- bill: the earlier P2P bill a reused bill id found (qiwi.p2p)
+local TABLE_FIELDS = { payment = 8, bill = 8 }
 local LINE_FIELDS = { message = true, description = true, user_message = true, code = true,
                       trace_id = true, service = true }
 

@@ -31,11 +31,11 @@ _M.CLAIM_TTL = 120
 _M.STATUSES = { SUCCESS = true, WAITING = true, ERROR = true }
 _M.OPERATIONS = { ALL = true, IN = true, OUT = true, QIWI_CARD = true }
 
--- type: the payment's; QIWI's notifications name a payment IN or OUT only
+-- kind: the payment's type; QIWI's notifications name a payment IN or OUT only
 -- (a QIWI_CARD payment of the history is OUT there), so the key keeps just
 -- the direction: one txnId may be both an incoming and an outgoing entry.
-function _M.key(wallet, name, txn_id, type)
-  return "events:" .. wallet .. ":" .. name .. ":" .. (type == "IN" and "in" or "out") .. ":" .. txn_id
+function _M.key(wallet, name, txn_id, kind)
+  return "events:" .. wallet .. ":" .. name .. ":" .. (kind == "IN" and "in" or "out") .. ":" .. txn_id
 end
 
 -- The user's handler, run so that it cannot raise into us: true when it

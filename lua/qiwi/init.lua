@@ -21,7 +21,7 @@ local _M = {
 }
 
 -- Submodules that most programs never touch are loaded on first use.
-local lazy = { fake = "qiwi.fake", webhook = "qiwi.webhook", store = "qiwi.store" }
+local lazy = { fake = "qiwi.fake", webhook = "qiwi.webhook", store = "qiwi.store", p2p = "qiwi.p2p" }
 
 return setmetatable(_M, {
   __index = function(t, k)

@@ -13,6 +13,7 @@ local KNOWN_OPTIONS = {
   token = true, wallet = true, base_url = true, timeout = true, connect_timeout = true,
   ca_file = true, retries = true, user_agent = true, transport = true, p2p_secret_key = true,
   resolve = true, allow_http = true, max_body = true, history_rate = true, store = true,
+  proxy = true,
 }
 
 local function is_loopback(host)
@@ -77,6 +78,59 @@ local function check_transport(t)
   end
   return t
 end
+
+-- The proxy schemes libcurl is given. http and https proxies are always
+-- asked to CONNECT (a tunnel: TLS runs end to end with QIWI through it);
+-- socks5 resolves QIWI's host name here, socks5h leaves it to the proxy.
+local PROXY_SCHEMES = { http = true, https = true, socks5 = true, socks5h = true }
+
+-- %XX escapes of a proxy URL's user info, decoded; nil for a malformed one.
+local function percent_decode(s)
+  if find((gsub(s, "%%%x%x", "")), "%", 1, true) then return nil end
+  return (gsub(s, "%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- Splits a proxy URL, scheme://[user[:password]@]host:port, into the URL
+-- libcurl gets (no credentials: they go to libcurl on their own, so no
+-- URL that libcurl might quote in an error holds them) and the decoded
+-- user and password; or nil, reason. No reason quotes the value: it may
+-- hold the password.
+local function parse_proxy(v)
+  if type(v) ~= "string" then return nil, "proxy must be a string such as http://host:port" end
+  if #v > 2048 or find(v, "[%z\1-\32\127\\]") then
+    return nil, "proxy must not contain spaces, backslashes or control characters"
+  end
+  local scheme, rest = v:match("^(%a[%w+.-]*)://(.-)/?$")
+  scheme = scheme and scheme:lower()
+  if not scheme or not PROXY_SCHEMES[scheme] then
+    return nil, "proxy must be http://, https://, socks5:// or socks5h://host:port"
+  end
+  -- the last @ ends the user info: a password may hold a raw @
+  local userinfo, hostport = rest:match("^(.*)@([^@]*)$")
+  if not userinfo then hostport = rest end
+  if find(hostport, "[/?#]") then return nil, "proxy must not contain a path, query or fragment" end
+  local host, port = hostport:match("^(%[[%x:.]+%]):(%d+)$")
+  if not host then host, port = hostport:match("^([%w][%w.-]*):(%d+)$") end
+  local n = port and #port <= 5 and tonumber(port)
+  if not host then return nil, "proxy must name a host and a port: " .. scheme .. "://host:port" end
+  if not n or n < 1 or n > 65535 then return nil, "proxy port must be from 1 to 65535" end
+  local p = { url = format("%s://%s:%d", scheme, host, n), scheme = scheme }
+  if userinfo then
+    local user, password = userinfo:match("^([^:]*):(.*)$")
+    if not user then user = userinfo end
+    p.username, p.password = percent_decode(user), password and percent_decode(password)
+    if not p.username or (password and not p.password) then
+      return nil, "proxy user info has a malformed %-escape"
+    end
+    if p.username == "" or args.has_control(p.username) or (p.password and args.has_control(p.password)) then
+      return nil, "proxy user name must be non-empty, and neither it nor the password may hold control characters"
+    end
+    -- what the user wrote, escaped as it was: scrubbed from errors too
+    p.raw_password = password
+  end
+  return p
+end
+_M.parse_proxy = parse_proxy
 
 -- The shortest token or P2P key taken. QIWI's tokens have 32 characters;
 -- 8 keeps test tokens such as the fake's "test-token" usable.
@@ -215,6 +269,21 @@ local function check_options(opts)
     hr = false
   end
   o.history_rate = hr
+  if opts.proxy ~= nil then
+    local p, perr = parse_proxy(opts.proxy)
+    if not p then return nil, perr end
+    -- plain http through a tunnel is still plain http: the proxy would
+    -- read the token
+    if scheme ~= "https" then return nil, "proxy needs an https base_url (the proxy would read the token over http)" end
+    -- inside nginx requests go over cosockets, which do not speak to proxies;
+    -- a user's transport (or qiwi.fake) decides its own route, so there
+    -- the option is only checked
+    if opts.transport == nil and type(ngx) == "table" and type(ngx.socket) == "table" then
+      return nil, "proxy is not supported inside nginx (cosockets connect directly);"
+        .. " use nginx's own upstream or run the client outside nginx"
+    end
+    o.proxy = p
+  end
   if opts.store ~= nil then
     local ok, why = require("qiwi.store").check(opts.store)
     if not ok then

@@ -63,6 +63,11 @@ local function same_number(a, b)
   return a ~= nil and b ~= nil and tonumber(a) ~= nil and tonumber(a) == tonumber(b)
 end
 
+-- Requisites that a lookup before the payment hands out anew each time:
+-- the Kazakh card transfer's card token (ev_account1). A faithful repeat
+-- of a payment (the same id after a crash) carries a fresh one.
+local TOKENS = { ev_account1 = true }
+
 -- Returns nil when `answer` is the payment asked for by `body` (the JSON
 -- text sent) to `provider`, or a one-line description of what differs.
 -- Fields the answer does not carry are not compared.
@@ -99,7 +104,7 @@ function _M.mismatch(provider, body, answer)
   if af and gf then
     for k, v in pairs(af) do
       local g = gf[k]
-      if k ~= "account" and type(g) == "string" and not g:find("*", 1, true) and g ~= tostring(v) then
+      if k ~= "account" and not TOKENS[k] and type(g) == "string" and not g:find("*", 1, true) and g ~= tostring(v) then
         diffs[#diffs + 1] = "fields." .. tostring(k) .. " " .. g .. " (asked " .. tostring(v) .. ")"
       end
     end

@@ -233,9 +233,10 @@ function _M.verify(raw_body, key_base64)
 end
 
 -- Reads the request body inside nginx, from memory or from the temp file
--- nginx spills a large body to; of a file, no more than the cap and a byte:
--- verify refuses a longer body by its length alone.
-local function read_body()
+-- nginx spills a large body to; of a file, no more than the cap (max, else
+-- MAX_BODY) and a byte: verify refuses a longer body by its length alone.
+-- qiwi.p2p's receiver reads its notifications with it too.
+function _M.read_body(max)
   ngx.req.read_body()
   local body = ngx.req.get_body_data()
   if body then return body end
@@ -243,10 +244,11 @@ local function read_body()
   if not file then return nil end
   local f = io.open(file, "rb")
   if not f then return nil end
-  body = f:read(MAX_BODY + 1)
+  body = f:read((max or MAX_BODY) + 1)
   f:close()
   return body
 end
+local read_body = _M.read_body
 
 -- A short plain-text answer. Callers then end with ngx.exit(ngx.HTTP_OK):
 -- the status is already on the wire, and ngx.exit with a status >= 300 would
@@ -454,7 +456,7 @@ function _M.handler(opts)
         return ngx.exit(ngx.HTTP_OK)
       end
       local payment = events.from_notification(p)
-      local ekey = events.key(tostring(events.integer(p.personId)), name, tostring(payment.txnId))
+      local ekey = events.key(tostring(events.integer(p.personId)), name, tostring(payment.txnId), p.type)
       local state, cerr = events.claim(store, ekey, ledger)
       if state == nil then
         ngx.log(ngx.ERR, "qiwi webhook: the store cannot say whether this payment was handled: ", tostring(cerr))

@@ -7,6 +7,35 @@ local util = require "util"
 
 local checks = {}
 
+-- Every string an error shows: tostring and each string field ("k=v").
+function checks.texts_of(err)
+  local out = { tostring(err) }
+  for k, v in pairs(err) do
+    if type(v) == "string" then out[#out + 1] = k .. "=" .. v end
+  end
+  return out
+end
+
+-- Every string reachable from a value through tables (keys, values,
+-- metatables; numbers as their text), as a dump of it (inspect, serpent)
+-- would show: where a secret must not be.
+function checks.strings_in(v, out, seen)
+  out, seen = out or {}, seen or {}
+  if type(v) == "string" then
+    out[#out + 1] = v
+  elseif type(v) == "number" then
+    out[#out + 1] = tostring(v)
+  elseif type(v) == "table" and not seen[v] then
+    seen[v] = true
+    for k, x in next, v do
+      checks.strings_in(k, out, seen)
+      checks.strings_in(x, out, seen)
+    end
+    checks.strings_in(getmetatable(v), out, seen)
+  end
+  return out
+end
+
 -- named(what, kind, v, err): v is nil and err a qiwi error of that kind
 -- (`what` names the case in a failure); returns err.
 function checks.named(what, kind, v, err)

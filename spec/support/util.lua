@@ -234,7 +234,9 @@ local SUPERVISOR = [[
 %s
 cmd=
 read cmd || :
-kill -TERM $! 2>/dev/null
+# what the shell says of its job from here on ("Terminated") is no output of the spec
+exec 2>/dev/null
+kill -TERM $!
 wait $!
 [ "$cmd" = stop ] || rm -rf %s
 ]]

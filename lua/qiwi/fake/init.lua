@@ -32,7 +32,10 @@
 --                    (300: "access to the API is blocked for 5 minutes")
 --   clock            function returning unix seconds (os.time)
 --   sleep            function(seconds); lets the in-process transport apply set_delay
---   p2p_secret_key   when set, the bills endpoints want it instead of the token
+--   p2p_secret_key   when set, the bills endpoints (and api.qiwi.com's P2P
+--                    bills, fake/p2p.lua) want it instead of the token
+--   p2p_site_id, p2p_notifications_url
+--                    siteId and notification URL of P2P bills made with that key
 --   identification   "FULL" (default), "VERIFIED", "SIMPLE" or "ANONYMOUS"
 --   nickname         the wallet nickname ("FAKE-NICK")
 --   bills            number of unpaid bills to seed (3)
@@ -188,7 +191,7 @@ end
 -- helper methods when loaded.
 H.seeders = {}
 H.methods = {}
-for _, name in ipairs { "profile", "history", "balance", "payments", "invoices", "webhooks", "master" } do
+for _, name in ipairs { "profile", "history", "balance", "payments", "invoices", "webhooks", "master", "p2p" } do
   require("qiwi.fake." .. name)(H)
 end
 

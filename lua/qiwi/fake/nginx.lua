@@ -4,7 +4,8 @@
 --
 -- nginx must run a single process (`master_process off;`): the fake lives in
 -- this module's upvalues and keeps its state from one request to the next.
--- The instance is created on first use with default options.
+-- The instance is created on first use, with default options or those
+-- given to configure() before (from init_by_lua).
 --
 -- Control endpoints (not QIWI's; JSON in and out, no authorization):
 --   GET  /__fake/ping      -> 200 "pong"
@@ -30,10 +31,27 @@ local _M = {}
 local unpack = table.unpack or unpack
 
 local instance
+-- The options of the instance made on first use (configure).
+local first_options = {}
 
 local function current()
-  if not instance then instance = fake.new {} end
+  if not instance then instance = fake.new(first_options) end
   return instance
+end
+
+-- configure(opts): the options of qiwi.fake.new for the instance made on
+-- first use, e.g. { public_hooks_only = false } so that webhooks may be
+-- registered on loopback (from init_by_lua, as examples/shop/run does).
+-- Bad options raise here, at start, not on the first request; once an
+-- instance exists it is an error (/__fake/reset replaces that one).
+function _M.configure(opts)
+  assert(type(opts) == "table", "qiwi.fake.nginx.configure takes the options of qiwi.fake.new")
+  assert(not instance, "qiwi.fake.nginx.configure: the fake already runs (use /__fake/reset)")
+  local copy, probe = {}, {}
+  for k, v in pairs(opts) do copy[k], probe[k] = v, v end
+  fake.new(probe) -- raises on bad options; thrown away
+  first_options = copy
+  return true
 end
 
 -- For embedding code that wants the live instance (e.g. a custom location).

@@ -20,6 +20,11 @@
 --            name such as libcurl's "CURLE_COULDNT_CONNECT", where known
 -- Optional: t:usable() -> true or nil, kind, message (asked before anything
 -- that could wait), and t:close().
+-- This transport also takes a 7th argument, decode (the client passes it to
+-- its own transports only): true lets a 2xx JSON answer come back decoded,
+--     -> status, nil, nil, value
+-- straight from libcurl's receive buffer (no body string, no headers
+-- table: a success needs neither); every other answer as above.
 local core = require "qiwi.core"
 
 local header_list = core.header_list
@@ -46,19 +51,23 @@ end
 local list_for = _M.header_list
 
 -- opts: timeout, connect_timeout, ca_file, resolve (list of "host:port:ip"),
--- allow_http, max_body
+-- allow_http, max_body, and proxy (scheme://host:port, no user info) with
+-- proxy_username / proxy_password (see client.curl_options)
 function _M.new(opts)
   return setmetatable({ session = core.session(opts) }, mt)
 end
 
-function _M:request(method, url, headers, body, timeout, once)
+function _M:request(method, url, headers, body, timeout, once, decode)
   local hl
   if headers then
-    local kind, message, code
-    hl, kind, message, code = list_for(headers)
-    if not hl then return nil, kind, message, code end
+    hl = lists[headers]
+    if not hl then
+      local kind, message, code
+      hl, kind, message, code = list_for(headers)
+      if not hl then return nil, kind, message, code end
+    end
   end
-  return self.session:send(method, url, hl, body, timeout, once == true)
+  return self.session:send(method, url, hl, body, timeout, once == true, decode == true)
 end
 
 function _M:close()
