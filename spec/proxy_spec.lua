@@ -302,6 +302,32 @@ describe("proxy", function()
     assert.truthy(err.message:find(USER, 1, true))
   end)
 
+  it("never hands plain http (allow_http, loopback) to a proxy of the environment", function()
+    -- a child process with http_proxy/ALL_PROXY naming one closed port and a
+    -- base URL on another: libcurl's error names the port it dialled
+    local children = require "children"
+    local proxy_port, server_port = util.free_port(), nil
+    server_port = util.free_port { [proxy_port] = true }
+    local lpath, cpath = children.paths()
+    local code = ([[package.path, package.cpath = %q, %q
+      local qiwi = require "qiwi"
+      local c = assert(qiwi.new { token = "env-proxy-token-1", wallet = "79111234567", allow_http = true,
+                                  base_url = "http://127.0.0.1:%d", retries = 0, connect_timeout = 2 })
+      local res, err = c:accounts()
+      io.write(tostring(err and err.message))]]):format(lpath, cpath, server_port)
+    local env = ("http_proxy=http://127.0.0.1:%d HTTP_PROXY=http://127.0.0.1:%d ALL_PROXY=http://127.0.0.1:%d"):format(
+      proxy_port, proxy_port, proxy_port)
+    -- a script file, not -e: the sanitizers' host runs scripts only
+    local script = os.tmpname()
+    util.write_file(script, code)
+    local p = io.popen(env .. " " .. util.shq(children.interpreter()) .. " " .. util.shq(script) .. " 2>&1")
+    local out = p:read("*a")
+    p:close()
+    os.remove(script)
+    assert.truthy(out:find(tostring(server_port), 1, true), out)
+    assert.is_nil(out:find(tostring(proxy_port), 1, true), out)
+  end)
+
   it("takes upper-case schemes, IPv6 literals and a trailing slash", function()
     local options = require "qiwi.options"
     assert.same({ url = "socks5h://[::1]:1080", scheme = "socks5h" }, options.parse_proxy("SOCKS5H://[::1]:1080/"))

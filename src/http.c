@@ -224,6 +224,11 @@ CURLcode qiwi_http_setup(CURL *easy, char *errbuf, const qiwi_http_config *cfg) 
     if (cfg->ca) SET(CURLOPT_PROXY_CAINFO, cfg->ca);
     if (cfg->proxy_username) SET(CURLOPT_PROXYUSERNAME, cfg->proxy_username);
     if (cfg->proxy_password) SET(CURLOPT_PROXYPASSWORD, cfg->proxy_password);
+  } else if (cfg->allow_http) {
+    /* plain http goes to loopback only; an http_proxy of the environment
+     * would be handed the request, token and all ("" turns proxies off,
+     * the environment's too) */
+    SET(CURLOPT_PROXY, "");
   }
   return rc;
 }

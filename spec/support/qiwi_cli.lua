@@ -31,7 +31,15 @@ function _M.lua()
   -- LUA_PATH_5_x would win over LUA_PATH: unset so ours counts
   return "env -u LUA_PATH_5_2 -u LUA_PATH_5_3 -u LUA_PATH_5_4 -u LUA_CPATH_5_2 -u LUA_CPATH_5_3 -u LUA_CPATH_5_4 "
     .. "LUA_PATH=" .. shq(absolute(package.path)) .. " LUA_CPATH=" .. shq(absolute(package.cpath)) .. " "
-    .. shq(util.interpreter())
+    .. shq(_M.interpreter())
+end
+
+-- The interpreter running the specs, as a child in another directory finds
+-- it: a relative path (the sanitizers' build/asan/lua) made absolute.
+function _M.interpreter()
+  local lua = util.interpreter()
+  if lua:find("/", 1, true) and lua:sub(1, 1) ~= "/" then lua = util.cwd() .. "/" .. lua:gsub("^%./", "") end
+  return lua
 end
 
 -- The shell words that start the command.
