@@ -9,8 +9,11 @@ description = {
   summary = "The QIWI Wallet personal API for Lua: a C core over libcurl and a thin Lua layer",
   detailed = [[
     Profile, identification, limits, payment history, receipts, balances, payments and
-    transfers, invoices, webhooks (with signature verification) and QIWI Master. Exact
-    64-bit integers from JSON, safe client payment ids, and a stateful fake QIWI for tests.
+    transfers, invoices, webhooks (with signature verification) and QIWI Master; incoming
+    payments handed over once from a durable watcher and webhooks; QIWI's P2P invoices
+    (api.qiwi.com); shared state in Redis, lua_shared_dict or files; a `qiwi` command.
+    Exact 64-bit integers from JSON, safe client payment ids, and a stateful fake QIWI
+    for tests (in-process, or served over HTTPS by `qiwi fake`).
   ]],
   license = "MIT",
 }

@@ -306,8 +306,8 @@ describe("proxy", function()
     -- a child process with http_proxy/ALL_PROXY naming one closed port and a
     -- base URL on another: libcurl's error names the port it dialled
     local children = require "children"
-    local proxy_port, server_port = util.free_port(), nil
-    server_port = util.free_port { [proxy_port] = true }
+    local proxy_port = util.free_port()
+    local server_port = util.free_port { [proxy_port] = true }
     local lpath, cpath = children.paths()
     local code = ([[package.path, package.cpath = %q, %q
       local qiwi = require "qiwi"
