@@ -258,4 +258,36 @@ describe("qiwi.p2p.handler", function()
     end
     assert.is_function(qiwi.p2p.handler { secret_key = WORKED_SECRET, on_bill = ok })
   end)
+
+  -- the handler under a stand-in for ngx: the status it answered
+  local function post(handler, body, signature)
+    local saved, status = rawget(_G, "ngx"), nil
+    _G.ngx = setmetatable({
+      HTTP_OK = 200, ERR = 4, WARN = 5, header = {},
+      req = { get_method = function() return "POST" end, read_body = function() end,
+              get_body_data = function() return body end, get_body_file = function() end,
+              get_headers = function() return { ["x-api-signature-sha256"] = signature } end },
+      print = function() end, say = function() end, log = function() end, exit = function() end,
+    }, { __newindex = function(t, k, v) if k == "status" then status = v else rawset(t, k, v) end end })
+    local ok, err = pcall(handler)
+    _G.ngx = saved
+    assert(ok, tostring(err))
+    return status
+  end
+
+  it("hands a bill over again after a worker died inside on_bill (its claim expires)", function()
+    local now = 1000
+    local s = assert(qiwi.store.memory { clock = function() return now end })
+    local calls = 0
+    local h = qiwi.p2p.handler { secret_key = WORKED_SECRET, store = s, on_bill = function() calls = calls + 1 end }
+    -- what a worker killed inside on_bill leaves: the claim, never the mark
+    local events = require "qiwi.events"
+    assert.equal("claimed", events.claim(s, "p2p:default:test|test_bill|PAID"))
+    assert.equal(503, post(h, worked("1"), WORKED_SIGNATURE))
+    assert.equal(0, calls)
+    now = now + events.CLAIM_TTL + 1
+    assert.equal(200, post(h, worked("1"), WORKED_SIGNATURE))
+    assert.equal(200, post(h, worked("1"), WORKED_SIGNATURE))
+    assert.equal(1, calls)
+  end)
 end)

@@ -436,6 +436,95 @@ describe("qiwi.webhook.handler with a store", function()
     assert.equal(2, calls)
   end)
 
+  describe("with on_payment (the event stream shared with client:watch)", function()
+    local events = require "qiwi.events"
+
+    local function flaky(up)
+      local down = false
+      local s = setmetatable({}, { __index = function(_, m)
+        return function(_, ...)
+          if down then return nil, require("qiwi.error").new { kind = "store", message = "down" } end
+          return up[m](up, ...)
+        end
+      end })
+      for _, m in ipairs { "incr", "add", "get", "set", "delete", "admit" } do s[m] = s[m] end
+      return s, function(v) down = v end
+    end
+
+    it("hands the payment over once, in the history item's shape, with source webhook", function()
+      local s = qiwi.store.memory()
+      local got = {}
+      local h = qiwi.webhook.handler { key = KEY, store = s, on_payment = function(p, source)
+        got[#got + 1] = { p = p, source = source }
+      end }
+      assert.equal(200, post(h, body()))
+      assert.equal(200, post(h, body { messageId = '"another-id"' }))
+      assert.equal(1, #got)
+      assert.equal("webhook", got[1].source)
+      assert.equal(13353941550, got[1].p.txnId)
+      assert.equal("number", type(got[1].p.txnId))
+      assert.equal(0, got[1].p.errorCode)
+      assert.same({ id = 7 }, got[1].p.provider)
+      assert.is_nil(got[1].p.signFields)
+      -- and the watcher's key of that payment is marked delivered
+      assert.is_true(events.delivered(s, events.key("78000008000", "default", 13353941550, "IN")))
+    end)
+
+    it("answers 503 and hands nothing over while the store is down; then once", function()
+      local s, set_down = flaky(qiwi.store.memory())
+      local calls = 0
+      local h = qiwi.webhook.handler { key = KEY, store = s, on_payment = function() calls = calls + 1 end }
+      set_down(true)
+      assert.equal(503, post(h, body()))
+      assert.equal(0, calls)
+      set_down(false)
+      assert.equal(200, post(h, body()))
+      assert.equal(200, post(h, body()))
+      assert.equal(1, calls)
+    end)
+
+    it("releases the claim of a handler that fails, so the payment comes again", function()
+      local s = qiwi.store.memory()
+      local calls, fail = 0, true
+      local h = qiwi.webhook.handler { key = KEY, store = s, on_payment = function()
+        calls = calls + 1
+        if fail then error("database down") end
+      end }
+      assert.equal(200, post(h, body()))
+      fail = false
+      assert.equal(200, post(h, body()))
+      assert.equal(200, post(h, body()))
+      assert.equal(2, calls)
+    end)
+
+    it("passes over test notifications, other operations and unwanted statuses", function()
+      local calls = 0
+      local function h(o)
+        o.key, o.store = KEY, qiwi.store.memory()
+        o.on_payment = function() calls = calls + 1 end
+        return qiwi.webhook.handler(o)
+      end
+      local test = body():gsub('"test":false', '"test":true')
+      assert.equal(200, post(h {}, test))
+      assert.equal(200, post(h {}, body { status = '"WAITING"' }))
+      local out = body { type = '"OUT"', hash = mac("643|1|OUT|+79161112233|13353941550") }
+      assert.equal(200, post(h {}, out))
+      assert.equal(0, calls)
+      assert.equal(200, post(h { operation = "OUT" }, out))
+      assert.equal(200, post(h { statuses = { "WAITING" } }, body { status = '"WAITING"' }))
+      assert.equal(2, calls)
+    end)
+
+    it("refuses to be built with both callbacks, or with a dict", function()
+      assert.has_error(function()
+        qiwi.webhook.handler { key = KEY, on_payment = function() end, on_notification = function() end }
+      end)
+      assert.has_error(function()
+        qiwi.webhook.handler { key = KEY, on_payment = function() end, statuses = { "PAID" } }
+      end)
+    end)
+  end)
+
   it("answers 503 without calling on_notification when the store is down, and handles it once it is back", function()
     local up = qiwi.store.memory()
     local down = false

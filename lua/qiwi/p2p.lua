@@ -16,6 +16,7 @@
 local core = require "qiwi.core"
 local args = require "qiwi.args"
 local qerror = require "qiwi.error"
+local events = require "qiwi.events"
 local client_mod = require "qiwi.client"
 local key_name = require("qiwi.options").key_name
 
@@ -618,6 +619,7 @@ function _M.handler(opts)
     return arg_error("p2p.handler: ttl must be a number of seconds (at most a year)")
   end
   local prefix = "p2p:" .. name .. ":"
+  local ledger = { ttl = ttl }
 
   return function()
     if ngx.req.get_method() ~= "POST" then
@@ -648,17 +650,24 @@ function _M.handler(opts)
     local b = note.bill
     -- the signed values, none holding '|' (verify refused that)
     local mark = prefix .. b.siteId .. "|" .. b.billId .. "|" .. b.status.value
-    local added, serr = store:add(mark, "1", ttl)
-    if added == nil then
+    -- claimed (a lease: a worker that dies inside on_bill leaves a claim
+    -- that expires, and QIWI's next try is handled), then marked done
+    local state, serr = events.claim(store, mark, ledger)
+    if state == nil then
       ngx.log(ngx.ERR, "qiwi p2p: the store cannot say whether this notification was handled: ", tostring(serr))
       return answer(503, "text/plain", "store unavailable\n")
     end
-    if added then
-      local ok, res = pcall(fn, b, note)
-      if not ok or res == false then
-        ngx.log(ngx.ERR, "qiwi p2p: on_bill failed for bill ", b.billId, ": ", ok and "returned false" or tostring(res))
-        local _, derr = store:delete(mark)
-        if derr then ngx.log(ngx.ERR, "qiwi p2p: cannot forget the failed notification: ", tostring(derr)) end
+    if state == "busy" then
+      -- another worker is handling it right now; should it fail, QIWI's
+      -- next try of this one is what brings the bill again
+      return answer(503, "text/plain", "in progress\n")
+    end
+    if state == "claimed" then
+      local ok, why = events.run(fn, b, note)
+      local _, ferr = events.finish(store, mark, ok, ledger)
+      if ferr then ngx.log(ngx.ERR, "qiwi p2p: cannot record a handled notification: ", tostring(ferr)) end
+      if not ok then
+        ngx.log(ngx.ERR, "qiwi p2p: on_bill failed for bill ", b.billId, ": ", why or "returned false")
         return answer(500, "text/plain", "not handled\n")
       end
     end
