@@ -255,6 +255,22 @@ describe("client:watch", function()
     assert.equal(1, #r2.list)
   end)
 
+  it("takes the lease over when its holder dies (stops renewing it)", function()
+    local s = qiwi.store.memory()
+    local f, c = setup { store = s }
+    local r1, r2 = recorder(), recorder()
+    local w1 = assert(c:watch { on_payment = r1.fn, interval = 0.1, lease = 0.3 })
+    local w2 = assert(c:watch { on_payment = r2.fn, interval = 0.1, lease = 0.3 })
+    assert.equal(0, (w1:poll()))
+    f:receive { from = "1", amount = 1 }
+    assert.equal(0, (w2:poll()))
+    -- w1 is gone without a word: no stop, no release
+    require("qiwi.core").sleep(0.35)
+    assert.equal(1, (w2:poll()))
+    assert.is_true(w2.active)
+    assert.same({}, r1.list)
+  end)
+
   it("fails rounds while the server fails, moves nothing, and delivers everything once after", function()
     local f = qiwi.fake.new { token = TOKEN, wallet = WALLET, history_rows = 3 }
     local drop_pages = 0
@@ -464,5 +480,36 @@ describe("client:watch", function()
     assert.is_nil(got)
     assert.equal("store", err.kind)
     assert.matches("delete the key", err.message)
+  end)
+end)
+
+describe("client:watch on a real redis-server (two hosts)", function()
+  local redis_harness = require "redis"
+  local srv
+  -- (the file's own setup() makes a fake and a client)
+  lazy_setup(function() srv = redis_harness.start {} end)
+  lazy_teardown(function() if srv then srv:stop() end end)
+
+  it("one poller at a time, each payment once, the other taking over when it stops", function()
+    local f = qiwi.fake.new { token = TOKEN, wallet = WALLET, history_rows = 3 }
+    local function host()
+      local s = assert(qiwi.store.redis { host = "127.0.0.1", port = srv.port, prefix = "watch-spec:" })
+      local c = assert(qiwi.new { token = TOKEN, wallet = WALLET, transport = f, retries = 0, store = s })
+      return c
+    end
+    local got = {}
+    local function fn(p, _) got[#got + 1] = p.txnId end
+    local a = assert(host():watch { on_payment = fn, interval = 1 })
+    local b = assert(host():watch { on_payment = fn, interval = 1 })
+    assert.equal(0, (a:poll()))
+    local ids = {}
+    for i = 1, 60 do ids[i] = f:receive { from = "1", amount = i } end
+    assert.equal(0, (b:poll()))
+    assert.equal(60, (a:poll()))
+    a:stop()
+    for i = 61, 70 do ids[i] = f:receive { from = "1", amount = i } end
+    assert.equal(10, (b:poll()))
+    assert.equal(0, (a:poll())) -- b holds it now
+    assert.same(ids, got)
   end)
 end)
