@@ -436,20 +436,22 @@ describe("qiwi.webhook.handler with a store", function()
     assert.equal(2, calls)
   end)
 
+  -- A store that fails every call while down (set_down(true)), else passes
+  -- the calls to `up`.
+  local function flaky(up)
+    local down = false
+    local s = setmetatable({}, { __index = function(_, m)
+      return function(_, ...)
+        if down then return nil, require("qiwi.error").new { kind = "store", message = "down" } end
+        return up[m](up, ...)
+      end
+    end })
+    for _, m in ipairs { "incr", "add", "get", "set", "delete", "admit" } do s[m] = s[m] end
+    return s, function(v) down = v end
+  end
+
   describe("with on_payment (the event stream shared with client:watch)", function()
     local events = require "qiwi.events"
-
-    local function flaky(up)
-      local down = false
-      local s = setmetatable({}, { __index = function(_, m)
-        return function(_, ...)
-          if down then return nil, require("qiwi.error").new { kind = "store", message = "down" } end
-          return up[m](up, ...)
-        end
-      end })
-      for _, m in ipairs { "incr", "add", "get", "set", "delete", "admit" } do s[m] = s[m] end
-      return s, function(v) down = v end
-    end
 
     it("hands the payment over once, in the history item's shape, with source webhook", function()
       local s = qiwi.store.memory()
@@ -526,21 +528,13 @@ describe("qiwi.webhook.handler with a store", function()
   end)
 
   it("answers 503 without calling on_notification when the store is down, and handles it once it is back", function()
-    local up = qiwi.store.memory()
-    local down = false
-    local s = setmetatable({}, { __index = function(_, m)
-      return function(_, ...)
-        if down then return nil, require("qiwi.error").new { kind = "store", message = "down" } end
-        return up[m](up, ...)
-      end
-    end })
-    for _, m in ipairs { "incr", "add", "get", "set", "delete", "admit" } do s[m] = s[m] end
+    local s, set_down = flaky(qiwi.store.memory())
     local calls = 0
     local h = qiwi.webhook.handler { key = KEY, store = s, on_notification = function() calls = calls + 1 end }
-    down = true
+    set_down(true)
     assert.equal(503, post(h, body()))
     assert.equal(0, calls)
-    down = false
+    set_down(false)
     assert.equal(200, post(h, body()))
     assert.equal(200, post(h, body()))
     assert.equal(1, calls)
