@@ -626,6 +626,45 @@ describe("property: the module functions never raise", function()
     assert_clean(report)
   end)
 
+  -- The receivers' constructors: every option given each value of the pool
+  -- (and the whole options argument too): a function or nil, err, never a raise.
+  local function receiver_options(subject, ctor, base)
+    local report = new_report(subject)
+    local function try(o, text)
+      local r = G.guard(ctor, { o }, 1)
+      judge(report, text, r)
+      if r.ok and r[1] ~= nil and type(r[1]) ~= "function" then
+        record(report, subject .. " returned", "a " .. type(r[1]) .. " instead of a handler", text)
+      end
+    end
+    for _, e in ipairs(POOL) do try(e[2], subject .. "(" .. show(e[2]) .. ")") end
+    for name in pairs(base) do
+      for _, e in ipairs(POOL) do
+        local o = {}
+        for k, v in pairs(base) do o[k] = v end
+        o[name] = e[2]
+        try(o, subject .. "{" .. name .. " = " .. show(e[2]) .. ", …}")
+      end
+    end
+    assert_clean(report)
+  end
+
+  it("qiwi.webhook.handler", function()
+    local fn = function() end
+    local key = "JcyVhjHCvHQwufz+IHXolyqHgEc5MoayBfParl6Guoc="
+    receiver_options("qiwi.webhook.handler", qiwi.webhook.handler,
+      { key = key, on_payment = fn, statuses = { "SUCCESS" }, operation = "IN", ttl = 60, name = "n",
+        store = qiwi.store.memory(), claim = 10 })
+    receiver_options("qiwi.webhook.handler", qiwi.webhook.handler,
+      { key = key, on_notification = fn, memory = 10, ttl = 60, dict = nil })
+  end)
+
+  it("qiwi.p2p.handler", function()
+    receiver_options("qiwi.p2p.handler", qiwi.p2p.handler,
+      { secret_key = "test-merchant-secret-for-signature-check", on_bill = function() end,
+        store = qiwi.store.memory(), name = "n", ttl = 60 })
+  end)
+
   -- The codec's reason is a one-line string ("decode: … at byte N").
   local function codec_reason(err) return type(err) == "string" and not err:find("[\r\n]") end
 

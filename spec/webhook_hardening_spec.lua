@@ -517,13 +517,24 @@ describe("qiwi.webhook.handler with a store", function()
       assert.equal(2, calls)
     end)
 
-    it("refuses to be built with both callbacks, or with a dict", function()
-      assert.has_error(function()
-        qiwi.webhook.handler { key = KEY, on_payment = function() end, on_notification = function() end }
-      end)
-      assert.has_error(function()
-        qiwi.webhook.handler { key = KEY, on_payment = function() end, statuses = { "PAID" } }
-      end)
+    it("refuses bad options with nil, err of kind argument, never raising", function()
+      local fn = function() end
+      for i, o in ipairs {
+        "x", {}, { key = 1, on_payment = fn }, { key = "not base64!", on_payment = fn },
+        { key = KEY, on_payment = fn, on_notification = fn }, { key = KEY, on_payment = 1 },
+        { key = KEY, on_payment = fn, statuses = { "PAID" } }, { key = KEY, on_payment = fn, operation = "UP" },
+        { key = KEY, on_payment = fn, ttl = 0 }, { key = KEY, on_payment = fn, ttl = 0 / 0 },
+        { key = KEY, on_payment = fn, name = "a b" }, { key = KEY, on_payment = fn, store = {} },
+        { key = KEY, on_notification = fn, memory = 0 }, { key = KEY, on_notification = fn, dict = "no_such_dict" },
+        { key = KEY, on_notification = fn, dict = 5 },
+        { key = KEY, on_payment = fn, dict = setmetatable({}, { __index = function() end }) },
+      } do
+        local ok, h, err = pcall(qiwi.webhook.handler, o)
+        assert.is_true(ok, "case " .. i .. " raised: " .. tostring(h))
+        assert.is_nil(h, "case " .. i)
+        assert.equal("argument", err.kind, "case " .. i)
+        assert.is_nil(tostring(err):find(KEY, 1, true))
+      end
     end)
   end)
 

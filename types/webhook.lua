@@ -18,7 +18,8 @@ function qiwi.webhook.verify(raw_body, key_base64) end
 -- With on_payment instead of on_notification it is one end of the event
 -- stream shared with client:watch on the same store and name.
 ---@param opts qiwi.WebhookHandlerOptions
----@return function handler raises for bad options (a configuration mistake, at start-up)
+---@return function|nil handler
+---@return qiwi.Error|nil err kind "argument" for a bad option (no message quotes the key)
 function qiwi.webhook.handler(opts) end
 
 ---@class qiwi.WebhookHandlerOptions

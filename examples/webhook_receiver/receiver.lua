@@ -39,7 +39,7 @@ return function()
       ngx.log(ngx.ERR, "receiver: QIWI_WEBHOOK_KEY is not set (and `env QIWI_WEBHOOK_KEY;` in nginx.conf)")
       return ngx.exit(503)
     end
-    handler = webhook.handler { key = key, dict = "qiwi_webhooks", on_notification = on_notification }
+    handler = assert(webhook.handler { key = key, dict = "qiwi_webhooks", on_notification = on_notification })
   end
   return handler()
 end

@@ -593,10 +593,14 @@ local ACK = '{"error":"0"}'
 -- store that cannot be reached is 503.
 function _M.handler(opts)
   if type(opts) ~= "table" then return arg_error("p2p.handler takes an options table") end
-  for k in next, opts do
+  -- taken by value: a table whose __index raises cannot make this raise
+  local given = opts
+  opts = {}
+  for k, v in next, given do
     if k ~= "secret_key" and k ~= "on_bill" and k ~= "store" and k ~= "name" and k ~= "ttl" then
       return arg_error("p2p.handler: unknown option '" .. key_name(k) .. "'")
     end
+    opts[k] = v
   end
   local key = opts.secret_key
   if type(key) ~= "function" and not key_text(key, "secret_key") then

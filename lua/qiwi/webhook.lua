@@ -283,6 +283,12 @@ local function memory_keys(note)
   return msg and ("qiwi:msg:" .. msg), "qiwi:txn:w:" .. txn, "qiwi:txn:f:" .. txn, p.status == "WAITING"
 end
 
+-- A bad option of handler: nil, err (kind "argument"), like every other
+-- public function; no message quotes the key.
+local function bad(message)
+  return nil, qerror.new { kind = "argument", message = message, retryable = false }
+end
+
 -- A content handler for nginx:
 --   handler{ key = "base64" or function() -> key, on_notification = fn(note),
 --            dict = "lua_shared_dict name" or the dict, ttl = seconds (86400),
@@ -309,43 +315,63 @@ end
 -- and name never hands it again. A test notification, another operation or
 -- an unwanted status is answered 200 and not handed on.
 function _M.handler(opts)
-  assert(type(opts) == "table", "webhook.handler takes an options table")
+  if type(opts) ~= "table" then return bad("webhook.handler takes an options table") end
+  -- taken by value: a table whose __index or __newindex raises cannot make this raise
+  local given = opts
+  opts = {}
+  for k, v in next, given do opts[k] = v end
   local key = opts.key
-  assert(type(key) == "string" or type(key) == "function", "webhook.handler: key must be a string or a function")
-  assert(type(key) == "function" or usable_key(key), "webhook.handler: key is not a base64 key")
+  if type(key) ~= "string" and type(key) ~= "function" then
+    return bad("webhook.handler: key must be a string or a function")
+  end
+  if type(key) == "string" and not usable_key(key) then return bad("webhook.handler: key is not a base64 key") end
   local fn = opts.on_notification
   -- on_payment: the event stream shared with client:watch (qiwi.events):
   -- fn(payment, "webhook"), the payment in the history item's shape, once
   -- per store, wallet and name whichever of the two sees it first.
   local on_payment = opts.on_payment
-  assert((fn == nil) ~= (on_payment == nil), "webhook.handler: give on_notification or on_payment")
-  assert(fn == nil or type(fn) == "function", "webhook.handler: on_notification must be a function")
-  assert(on_payment == nil or type(on_payment) == "function", "webhook.handler: on_payment must be a function")
-  local statuses = assert(events.status_set(opts.statuses))
+  if (fn == nil) == (on_payment == nil) then return bad("webhook.handler: give on_notification or on_payment") end
+  if fn ~= nil and type(fn) ~= "function" then return bad("webhook.handler: on_notification must be a function") end
+  if on_payment ~= nil and type(on_payment) ~= "function" then
+    return bad("webhook.handler: on_payment must be a function")
+  end
+  local statuses, serr = events.status_set(opts.statuses)
+  if not statuses then return bad("webhook.handler: " .. serr) end
   local operation = opts.operation or "IN"
-  assert(events.OPERATIONS[operation], "webhook.handler: operation must be ALL, IN, OUT or QIWI_CARD")
+  if not events.OPERATIONS[operation] then
+    return bad("webhook.handler: operation must be ALL, IN, OUT or QIWI_CARD")
+  end
   local ttl = opts.ttl or 86400
-  assert(type(ttl) == "number" and ttl > 0, "webhook.handler: ttl must be a positive number of seconds")
+  if type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 then
+    return bad("webhook.handler: ttl must be a positive number of seconds")
+  end
   local dict = opts.dict
   if type(dict) == "string" then
     -- A misspelt name would silently fall back to per-worker memory.
-    assert(type(ngx) == "table" and ngx.shared and ngx.shared[dict],
-      "webhook.handler: no lua_shared_dict named '" .. dict .. "'")
+    if not (type(ngx) == "table" and ngx.shared and ngx.shared[dict]) then
+      return bad("webhook.handler: no lua_shared_dict named '" .. dict .. "'")
+    end
     dict = ngx.shared[dict]
   end
-  assert(dict == nil or type(dict) == "table" or type(dict) == "userdata",
-    "webhook.handler: dict must be a lua_shared_dict or its name")
+  if dict ~= nil and type(dict) ~= "table" and type(dict) ~= "userdata" then
+    return bad("webhook.handler: dict must be a lua_shared_dict or its name")
+  end
   local seen_max = opts.memory or 10000
-  assert(type(seen_max) == "number" and seen_max >= 1, "webhook.handler: memory must be a positive number")
+  if type(seen_max) ~= "number" or seen_max ~= seen_max or seen_max < 1 then
+    return bad("webhook.handler: memory must be a positive number")
+  end
   -- A store (qiwi.store) shares what was handled between nginx instances
   -- (redis), or between the workers of one (shdict); `name` keeps receivers
   -- of different hooks apart in one store.
   local store = opts.store
-  assert(store == nil or require("qiwi.store").check(store), "webhook.handler: store must be a qiwi.store")
-  assert(store == nil or dict == nil, "webhook.handler: give dict or store, not both")
-  local name = assert(events.check_name(opts.name))
+  if store ~= nil and not require("qiwi.store").check(store) then
+    return bad("webhook.handler: store must be a qiwi.store")
+  end
+  if store ~= nil and dict ~= nil then return bad("webhook.handler: give dict or store, not both") end
+  local name, nerr = events.check_name(opts.name)
+  if not name then return bad("webhook.handler: " .. nerr) end
   if on_payment then
-    assert(dict == nil, "webhook.handler: on_payment keeps its ledger in a store, not a dict")
+    if dict ~= nil then return bad("webhook.handler: on_payment keeps its ledger in a store, not a dict") end
     store = store or require("qiwi.store").default()
   end
   local ledger = { claim = opts.claim, ttl = opts.ttl }

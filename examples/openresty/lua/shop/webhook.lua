@@ -13,11 +13,11 @@ return function()
   if not handler then
     local s = shop.settings()
     assert(s.webhook_key, "shop.qiwi: webhook_key is not configured (set QIWI_WEBHOOK_KEY)")
-    handler = webhook.handler {
+    handler = assert(webhook.handler {
       key = s.webhook_key,
       dict = s.webhook_dict or "qiwi_webhooks",
       on_notification = s.on_notification or shop.record_payment,
-    }
+    })
   end
   return handler()
 end

@@ -123,9 +123,9 @@ function _M.start()
     _, werr = watcher:start()
   end
   if werr then ngx.log(ngx.ERR, "shop: the watcher does not run: ", tostring(werr)) end
-  receiver = qiwi.webhook.handler {
+  receiver = assert(qiwi.webhook.handler {
     key = webhook_key, store = store, name = STREAM, on_payment = payments.on_payment,
-  }
+  })
   local id = ngx.worker.id()
   if s.hook_url and (id == nil or id == 0) then
     local ok, terr = ngx.timer.at(0, register, client, 0)
