@@ -52,16 +52,10 @@ describe("examples/openresty run by `make openresty-example` #nginx", function()
 
   -- status (0 for no answer), body
   local function http(method, path, body_file)
-    local out = prefix .. "/curl.out"
-    os.remove(out)
-    local cmd = { "curl -sS --max-time 10 -X", method, "-o", shq(out), "-w '%{http_code}'" }
+    local cmd = { "-X", method }
     if body_file then cmd[#cmd + 1] = "--data-binary @" .. shq(body_file) end
     cmd[#cmd + 1] = shq("http://127.0.0.1:" .. port .. path)
-    cmd[#cmd + 1] = "2>/dev/null </dev/null"
-    local p = io.popen(table.concat(cmd, " "))
-    local code = p:read("*a")
-    p:close()
-    return tonumber(code) or 0, util.read_file(out) or ""
+    return util.curl(cmd, prefix .. "/curl.out")
   end
 
   local function stop()

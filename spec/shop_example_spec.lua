@@ -53,9 +53,7 @@ describe("examples/shop run by `make shop-example` #nginx", function()
   -- value sent as JSON), port.
   local function http(path, o)
     o = o or {}
-    local out = prefix .. "/curl.out"
-    os.remove(out)
-    local cmd = { "curl -sS --max-time 10 -o", shq(out), "-w '%{http_code}'" }
+    local cmd = {}
     if o.method then cmd[#cmd + 1] = "-X " .. o.method end
     local data = o.data
     if o.json ~= nil then
@@ -68,11 +66,7 @@ describe("examples/shop run by `make shop-example` #nginx", function()
       cmd[#cmd + 1] = "--data-binary @" .. shq(file)
     end
     cmd[#cmd + 1] = shq("http://127.0.0.1:" .. (o.port or port) .. path)
-    cmd[#cmd + 1] = "2>/dev/null </dev/null"
-    local p = io.popen(table.concat(cmd, " "))
-    local code = p:read("*a")
-    p:close()
-    return tonumber(code) or 0, util.read_file(out) or ""
+    return util.curl(cmd, prefix .. "/curl.out")
   end
 
   local function decoded(status, body, want)

@@ -415,4 +415,16 @@ function util.check_windows(events, limit, window)
   return true
 end
 
+-- The curl command's status (0: no answer) and body for one request:
+-- `words` are curl's other arguments, shell-quoted already where needed,
+-- the URL among them; the body goes through the file `out`.
+function util.curl(words, out)
+  os.remove(out)
+  local p = io.popen("curl -sS --max-time 10 -o " .. util.shq(out) .. " -w '%{http_code}' "
+    .. table.concat(words, " ") .. " 2>/dev/null </dev/null")
+  local code = p:read("*a")
+  p:close()
+  return tonumber(code) or 0, util.read_file(out) or ""
+end
+
 return util
