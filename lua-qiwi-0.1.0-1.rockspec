@@ -74,6 +74,7 @@ build = {
     ["qiwi.transport.ngx"] = "lua/qiwi/transport/ngx.lua",
     ["qiwi.fake"] = "lua/qiwi/fake/init.lua",
     ["qiwi.fake.json"] = "lua/qiwi/fake/json.lua",
+    ["qiwi.fake.outbox"] = "lua/qiwi/fake/outbox.lua",
     ["qiwi.fake.util"] = "lua/qiwi/fake/util.lua",
     ["qiwi.fake.catalog"] = "lua/qiwi/fake/catalog.lua",
     ["qiwi.fake.hmac"] = "lua/qiwi/fake/hmac.lua",

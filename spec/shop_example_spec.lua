@@ -196,7 +196,7 @@ describe("examples/shop run by `make shop-example` #nginx", function()
     local got = wait_paid(a.id)
     assert.equal("webhook", got.paid_by)
     assert.equal(a_txn, got.txnId)
-    assert.truthy(util.wait_until(5, function() return fake_call("last_notification").delivery == 200 end, 0.1))
+    assert.truthy(util.wait_until(5, function() return fake_call("last_notification").delivered == 200 end, 0.1))
     assert.equal("new", order(b.id).status)
   end)
 
@@ -214,7 +214,7 @@ describe("examples/shop run by `make shop-example` #nginx", function()
     -- the fake did post the notification, and it failed
     local note = fake_call("last_notification")
     assert.equal(txn, note.txn_id)
-    assert.truthy(util.wait_until(5, function() return fake_call("last_notification").delivery == 404 end, 0.1))
+    assert.truthy(util.wait_until(5, function() return fake_call("last_notification").delivered == 404 end, 0.1))
   end)
 
   it("leaves an order unpaid on a short payment and on one in another currency", function()

@@ -34,8 +34,14 @@ local instance
 -- The options of the instance made on first use (configure).
 local first_options = {}
 
+-- An instance served here sends its notifications (qiwi.fake.outbox).
+local function served(f)
+  f.serves_http = true
+  return f
+end
+
 local function current()
-  if not instance then instance = fake.new(first_options) end
+  if not instance then instance = served(fake.new(first_options)) end
   return instance
 end
 
@@ -114,64 +120,6 @@ local function log_entry(r)
   }
 end
 
----------------------------------------------------------------------------
--- Outgoing notifications: what the fake recorded in f.notifications since
--- the last request (webhooks of payments, of money received, of status
--- changes) is POSTed to each one's url, as QIWI would, from a timer so
--- that the answer to the request that caused it is not held up. Each
--- entry: url, body, and optional headers (name -> value); the outcome goes
--- to entry.delivery (the HTTP status, or "error: ...").
-
-local function post(url, body, headers)
-  local scheme, host, port, target = url:match("^(https?)://([^/:]+):?(%d*)(.*)$")
-  if not scheme then return nil, "not an http(s) URL" end
-  port = tonumber(port) or (scheme == "https" and 443 or 80)
-  if target == "" then target = "/" end
-  local sock = ngx.socket.tcp()
-  sock:settimeout(5000)
-  local ok, err = sock:connect(host, port)
-  if not ok then return nil, err end
-  if scheme == "https" then
-    -- a test server: the receivers under test are what is checked, not their certificates
-    ok, err = sock:sslhandshake(nil, host, false)
-    if not ok then sock:close() return nil, err end
-  end
-  local lines = { "POST " .. target .. " HTTP/1.1", "Host: " .. host .. ":" .. port,
-                  "Content-Type: application/json", "Accept: application/json",
-                  "Content-Length: " .. #body, "Connection: close" }
-  for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
-  ok, err = sock:send(table.concat(lines, "\r\n") .. "\r\n\r\n" .. body)
-  if not ok then sock:close() return nil, err end
-  local status_line, rerr = sock:receive("*l")
-  sock:close()
-  if not status_line then return nil, rerr end
-  return tonumber(status_line:match("^HTTP/%d%.%d (%d%d%d)"))
-end
-
-local function deliver(premature, entries)
-  if premature then return end
-  for _, n in ipairs(entries) do
-    local status, err = post(n.url, n.body, n.headers)
-    n.delivery = status or ("error: " .. tostring(err))
-  end
-end
-
-local function post_new(f)
-  local list = f.notifications
-  local from = (f._posted or 0) + 1
-  if not list or #list < from then return end
-  local entries = {}
-  for i = from, #list do
-    if type(list[i].url) == "string" then entries[#entries + 1] = list[i] end
-  end
-  f._posted = #list
-  if #entries > 0 then
-    local ok, err = ngx.timer.at(0, deliver, entries)
-    if not ok then ngx.log(ngx.ERR, "qiwi.fake: cannot post notifications: ", err) end
-  end
-end
-_M.post_new = post_new
-
 local control = {}
 
 control["GET /__fake/ping"] = function()
@@ -189,7 +137,7 @@ control["POST /__fake/reset"] = function(body)
   end
   local ok, f = pcall(fake.new, opts)
   if not ok then return send_json(400, { error = tostring(f) }) end
-  instance = f
+  instance = served(f)
   return send_json(200, { ok = true })
 end
 
@@ -222,7 +170,6 @@ control["POST /__fake/call"] = function(body)
     for i = 1, n do args[i] = plain(v.args[i]) end
   end
   local ok, res = pcall(fn, f, unpack(args, 1, n))
-  post_new(f)
   if not ok then return send_json(400, { error = tostring(res) }) end
   if res == nil then res = json.null end
   local encoded, text = pcall(json.encode, { result = res })
@@ -322,7 +269,6 @@ function _M.serve()
     method = method, path = path, query = query, headers = headers, body = body,
     connection = tonumber(ngx.var.connection),
   }
-  post_new(f)
   local fault = f.last_fault
   local delay = f.last_delay_ms or 0
   if delay > 0 then ngx.sleep(delay / 1000) end

@@ -10,14 +10,14 @@
 -- appended to f.p2p_notifications as { url=, body=, signature=, bill_id=,
 -- status= }; served over HTTP from nginx (qiwi.fake.nginx), the fake also
 -- POSTs it to the notification URL (the key pair's serverNotificationsUrl,
--- or the p2p_notifications_url option / set_p2p_notifications_url), from a
--- timer, as QIWI does: X-Api-Signature-SHA256 header, repeated a few times
--- while the receiver answers anything but 200; the outcome is noted in the
--- entry (delivered = status, attempts =, error =).
+-- or the p2p_notifications_url option / set_p2p_notifications_url) through
+-- qiwi.fake.outbox, with the X-Api-Signature-SHA256 header; the outcome is
+-- noted in the entry (delivered = status, attempts =, error =).
 
 return function(H)
   local json, U = H.json, H.U
   local hmac = require "qiwi.fake.hmac"
+  local outbox = require "qiwi.fake.outbox"
   local floor, format = math.floor, string.format
 
   local SVC = "invoicing-api"
@@ -213,53 +213,6 @@ return function(H)
   ---------------------------------------------------------------------------
   -- Notifications
 
-  -- POSTs one notification from inside nginx; returns the status or nil, why.
-  local function post(n)
-    local u = U.parse_url(n.url)
-    if not u or (u.scheme ~= "http" and u.scheme ~= "https") then return nil, "not an http(s) URL" end
-    local sock = ngx.socket.tcp()
-    sock:settimeout(5000)
-    local port = u.port or (u.scheme == "https" and 443 or 80)
-    local ok, err = sock:connect(u.host, port)
-    if not ok then return nil, "connect: " .. tostring(err) end
-    if u.scheme == "https" then
-      -- verified against nginx's lua_ssl_trusted_certificate
-      ok, err = sock:sslhandshake(nil, u.host, true)
-      if not ok then
-        sock:close()
-        return nil, "TLS: " .. tostring(err)
-      end
-    end
-    local target = u.path .. (u.query ~= "" and ("?" .. u.query) or "")
-    local req = table.concat({
-      "POST " .. target .. " HTTP/1.1", "Host: " .. u.host .. (u.port and (":" .. u.port) or ""),
-      "Accept: application/json", "Content-type: application/json",
-      "X-Api-Signature-SHA256: " .. n.signature, "Content-Length: " .. #n.body, "Connection: close", "", n.body,
-    }, "\r\n")
-    ok, err = sock:send(req)
-    if not ok then
-      sock:close()
-      return nil, "send: " .. tostring(err)
-    end
-    local line
-    line, err = sock:receive("*l")
-    sock:close()
-    local status = line and tonumber(line:match("^HTTP/%d%.%d (%d%d%d)"))
-    if not status then return nil, "no HTTP answer: " .. tostring(err or line) end
-    return status
-  end
-
-  local RETRY_DELAYS = { 0, 0.2, 0.5, 1 }
-
-  local function deliver(premature, n, i)
-    if premature then return end
-    n.attempts = i
-    local status, err = post(n)
-    n.delivered, n.error = status, err
-    if status == 200 or i >= #RETRY_DELAYS then return end
-    ngx.timer.at(RETRY_DELAYS[i + 1], deliver, n, i + 1)
-  end
-
   local function notify(f, b)
     local signed = table.concat({ b.currency, b.value, b.id, b.site, b.status }, "|")
     local n = {
@@ -267,11 +220,9 @@ return function(H)
       body = json.encode { bill = bill_json(b, true), version = "1" },
       signature = hmac.hex(hmac.hmac_sha256(b.secret, signed)),
     }
+    n.headers = { ["X-Api-Signature-SHA256"] = n.signature }
     f.p2p_notifications[#f.p2p_notifications + 1] = n
-    if n.url and type(ngx) == "table" and ngx.timer and ngx.socket then
-      local ok, err = ngx.timer.at(0, deliver, n, 1)
-      if not ok then n.error = "timer: " .. tostring(err) end
-    end
+    outbox.send(f, n)
     return n
   end
 

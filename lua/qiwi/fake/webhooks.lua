@@ -1,12 +1,14 @@
 -- Webhooks (docs: webhook_en/_ru): one active hook at a time, its signing
--- key and key rotation, the test notification. The fake cannot call the
--- hook's URL; instead every notification it would send is appended to
--- f.notifications as { url=, body= (raw JSON, signed as QIWI signs it),
--- key= (base64), hash=, txn_id=, test= }, for feeding a handler in tests.
+-- key and key rotation, the test notification. Every notification it would
+-- send is appended to f.notifications as { url=, body= (raw JSON, signed as
+-- QIWI signs it), key= (base64), hash=, txn_id=, test= }, for feeding a
+-- handler in tests; served by nginx, the fake also POSTs it to the hook's
+-- URL (qiwi.fake.outbox: delivered=, attempts=, error=).
 
 return function(H)
   local json, U = H.json, H.U
   local hmac = require "qiwi.fake.hmac"
+  local outbox = require "qiwi.fake.outbox"
   local floor = math.floor
 
   local SVC = "payment-notifier"
@@ -152,6 +154,7 @@ return function(H)
       url = h.url, body = json.encode(msg), key = h.key, hash = hash, txn_id = payment.txn_id, test = test,
     }
     f.notifications[#f.notifications + 1] = n
+    outbox.send(f, n)
     return n
   end
 
