@@ -59,7 +59,7 @@ function _M.run(argv, o)
   local words = {}
   for i, a in ipairs(argv) do words[i] = shq(a) end
   local env = { "env" }
-  for _, name in ipairs { "QIWI_TOKEN", "QIWI_WALLET", "QIWI_BASE_URL", "QIWI_CA_FILE", "QIWI_WEBHOOK_KEY" } do
+  for _, name in ipairs { "QIWI_TOKEN", "QIWI_WALLET", "QIWI_BASE_URL", "QIWI_CA_FILE", "QIWI_PROXY", "QIWI_WEBHOOK_KEY" } do
     env[#env + 1] = "-u " .. name
   end
   for k, v in pairs(o.env or {}) do

@@ -3,7 +3,8 @@
 -- Secrets never come from the command line, which any user of the host can
 -- read in `ps`: the token from QIWI_TOKEN or --token-file, a webhook key
 -- from QIWI_WEBHOOK_KEY or --key-file (--key is accepted, as the contract
--- names it, and --help says what it costs).
+-- names it, and --help says what it costs), a proxy's credentials from
+-- QIWI_PROXY (--proxy takes a URL without them).
 local argparse = require "argparse"
 local qiwi = require "qiwi"
 local args = require "qiwi.args"
@@ -45,6 +46,7 @@ Configuration (never on the command line, where `ps` shows it to every user):
    QIWI_WALLET or --wallet W      the wallet (otherwise learned from the profile)
    QIWI_BASE_URL or --base-url U  another server (e.g. `qiwi fake`)
    QIWI_CA_FILE or --ca-file F    the CA that server's certificate is checked against
+   QIWI_PROXY or --proxy U        a proxy, e.g. http://host:3128 (user:password@ in QIWI_PROXY only)
    QIWI_WEBHOOK_KEY or --key-file F   the webhook key of `webhook verify`
 Dates are shown in your time zone (TZ); --from/--to take YYYY-MM-DD (your zone)
 or QIWI's form 2024-05-17T00:00:00+03:00.
@@ -131,6 +133,7 @@ function Run:client(a)
     wallet = opt(a.wallet, "QIWI_WALLET"),
     base_url = opt(a.base_url, "QIWI_BASE_URL"),
     ca_file = opt(a.ca_file, "QIWI_CA_FILE"),
+    proxy = opt(a.proxy, "QIWI_PROXY"),
   }
   if not c then return nil, self:fail_err(err) end
   return c
@@ -490,6 +493,7 @@ local function parser()
   p:option("--wallet", "The wallet (QIWI_WALLET); otherwise learned from the profile."):argname("W")
   p:option("--base-url", "Another server than https://edge.qiwi.com (QIWI_BASE_URL)."):argname("U")
   p:option("--ca-file", "Check the server's certificate against this CA (QIWI_CA_FILE)."):argname("F")
+  p:option("--proxy", "Go through this proxy (QIWI_PROXY; user:password@ only there)."):argname("U")
   p:add_help_command()
 
   p:command("profile", "The wallet's profile.")
@@ -558,6 +562,12 @@ function _M.main(argv, io_)
     if v == "--token" or v:find("^%-%-token=") then
       return run:fail("usage", "a token on the command line shows in `ps` to every user of the host:"
         .. " set QIWI_TOKEN or give --token-file F")
+    end
+    -- any @ is user info (no host holds one), however malformed the rest
+    local proxy = v:match("^%-%-proxy=(.*)$") or (v == "--proxy" and argv[i + 1])
+    if proxy and proxy:find("@", 1, true) then
+      return run:fail("usage", "proxy credentials on the command line show in `ps` to every user of the"
+        .. " host: set QIWI_PROXY=scheme://user:password@host:port instead of --proxy")
     end
   end
   for i = 1, #(argv or {}) do list[i] = argv[i] end
