@@ -4,13 +4,16 @@
 -- outside, start-up, module loading and the TLS handshake included, against
 -- build/bench/curl_loop making the same N requests as a process of its own.
 --
---   lua5.4 bench/process_calls.lua BASE_URL CA_FILE TOKEN WALLET N [TREE]
+--   lua5.4 bench/process_calls.lua BASE_URL CA_FILE TOKEN WALLET N [TREE [core]]
 --
 -- TREE: the checkout whose lua/ and build/<lua>/ are measured (default ".",
 -- so that an older commit built in another directory can be measured with
 -- this script). Prints "ok N" on success; any failed call ends the process
 -- with an error (exit status 1), and so does an answer without accounts.
-local base_url, ca_file, token, wallet, n, tree = ...
+-- "core": the floor under any Lua client of this C core that hands back
+-- decoded tables: the same requests (the client's header lines) through
+-- qiwi.core's session alone, each answer decoded, no client around it.
+local base_url, ca_file, token, wallet, n, tree, mode = ...
 n = tonumber(n)
 if not (base_url and ca_file and token and wallet and n) then
   io.stderr:write("usage: process_calls.lua BASE_URL CA_FILE TOKEN WALLET N [TREE]\n")
@@ -22,6 +25,23 @@ package.path = tree .. "/lua/?.lua;" .. tree .. "/lua/?/init.lua;" .. package.pa
 package.cpath = tree .. "/build/" .. lua .. "/?.so;" .. package.cpath
 
 local qiwi = require "qiwi"
+
+if mode == "core" then
+  local core = require "qiwi.core"
+  local lines = require("qiwi.builder").base_headers(token, nil, "lua-qiwi/" .. require("qiwi.version")).token
+  local session, hl = core.session { ca_file = ca_file }, assert(core.header_list(lines))
+  local url = base_url .. "/funding-sources/v2/persons/" .. wallet .. "/accounts"
+  local res
+  for _ = 1, n do
+    local status, why, _, v = session:send("GET", url, hl, nil, 10, false, true)
+    if status ~= 200 or type(v) ~= "table" then error("core send failed: " .. tostring(status) .. " " .. tostring(why)) end
+    res = v
+  end
+  if n > 0 then assert(type(res.accounts) == "table" and #res.accounts > 0, "no accounts") end
+  session:close()
+  io.write("ok ", n, "\n")
+  os.exit(0)
+end
 
 local client = assert(qiwi.new { token = token, wallet = wallet, base_url = base_url, ca_file = ca_file,
                                  history_rate = false })

@@ -505,14 +505,15 @@ local function process()
   local N = PROCESS_CALLS
   print(fmt("== whole process: %d sequential keep-alive accounts() calls, each side a process of its own", N))
   print("   timed from outside (start-up, module loading, qiwi.new and the TLS handshake included):")
-  print(fmt("   `%s bench/process_calls.lua` against `curl_loop` making the same %d requests (no decoding);", LUA_BIN, N))
-  print("   the two alternate, " .. PROCESS_RUNS .. " pairs, the first of a pair changing from pair to pair; server: "
+  print(fmt("   `%s bench/process_calls.lua` against `curl_loop` making the same %d requests (no decoding), and", LUA_BIN, N))
+  print("   the floor: the same requests through qiwi.core's session alone, each answer decoded (`... core`);")
+  print("   the three take turns, " .. PROCESS_RUNS .. " runs, the first of a run changing from run to run; server: "
         .. (target == srv and "the fake (BENCH_PROCESS_SERVER=fake)"
             or fmt("nginx's static answer (%d bytes, the fake's accounts body)", target.body_bytes)))
   local url = target.base_url .. ACCOUNTS_PATH
-  local function lua_cmd(n, base)
-    return fmt("%s bench/process_calls.lua %s %s %s %s %d %s", LUA_BIN, shq(base or target.base_url),
-               shq(target.ca_file), shq(TOKEN), shq(WALLET), n, shq(TREE))
+  local function lua_cmd(n, base, mode)
+    return fmt("%s bench/process_calls.lua %s %s %s %s %d %s%s", LUA_BIN, shq(base or target.base_url),
+               shq(target.ca_file), shq(TOKEN), shq(WALLET), n, shq(TREE), mode and (" " .. mode) or "")
   end
   local function c_cmd(n, u)
     return fmt("%s %s %s %s 0 %d", shq(CURL_LOOP), shq(u or url), shq(target.ca_file), shq(TOKEN), n)
@@ -522,6 +523,8 @@ local function process()
   timed(lua_cmd(1, srv.base_url))
   timed(c_cmd(1, srv.base_url .. ACCOUNTS_PATH))
   compare_headers("lua-qiwi", "curl_loop")
+  timed(lua_cmd(1, srv.base_url, "core"))
+  compare_headers("qiwi.core alone", "curl_loop")
   -- start-up alone: N = 0 (no connection is made)
   local s_lua, s_c = {}, {}
   for r = 1, 5 do
@@ -530,28 +533,40 @@ local function process()
   end
   timed(lua_cmd(100))   -- warm: page cache, the server's first connections
   timed(c_cmd(100))
-  local lua_t, c_t, ratio, lua_cpu, c_cpu = {}, {}, {}, {}, {}
+  timed(lua_cmd(100, nil, "core"))
+  -- Each run times three processes, in an order that turns from run to
+  -- run: the C loop, lua-qiwi, and the floor ("core": the C core's session
+  -- and decoder in a bare Lua loop, which any Lua client handing back
+  -- decoded tables pays), so that what the client adds over that floor and
+  -- what decoding costs are told apart.
+  local sides = {
+    { name = "C", cmd = function() return c_cmd(N) end, t = {}, cpu = {} },
+    { name = "Lua", cmd = function() return lua_cmd(N) end, t = {}, cpu = {} },
+    { name = "core", cmd = function() return lua_cmd(N, nil, "core") end, t = {}, cpu = {} },
+  }
+  local c_side, lua_side, core_side = sides[1], sides[2], sides[3]
+  local ratio, floor_ratio = {}, {}
   for r = 1, PROCESS_RUNS do
-    if target == srv then reset_fake() end
-    if r % 2 == 1 then
-      c_t[r], c_cpu[r] = timed(c_cmd(N))
+    local order = {}
+    for k = 0, 2 do order[#order + 1] = sides[(r - 1 + k) % 3 + 1] end
+    for _, side in ipairs(order) do
       if target == srv then reset_fake() end
-      lua_t[r], lua_cpu[r] = timed(lua_cmd(N))
-    else
-      lua_t[r], lua_cpu[r] = timed(lua_cmd(N))
-      if target == srv then reset_fake() end
-      c_t[r], c_cpu[r] = timed(c_cmd(N))
+      side.t[r], side.cpu[r] = timed(side.cmd())
     end
-    ratio[r] = c_t[r] / lua_t[r]
-    print(fmt("   pair %d (%s first): C loop %.3f s, lua-qiwi %.3f s, ratio %.3f", r, r % 2 == 1 and "C" or "Lua",
-              c_t[r], lua_t[r], ratio[r]))
+    ratio[r] = c_side.t[r] / lua_side.t[r]
+    floor_ratio[r] = c_side.t[r] / core_side.t[r]
+    print(fmt("   run %d (%s first): C loop %.3f s, lua-qiwi %.3f s (ratio %.3f), core alone %.3f s (ratio %.3f)", r,
+              order[1].name, c_side.t[r], lua_side.t[r], ratio[r], core_side.t[r], floor_ratio[r]))
   end
+  local lua_t, c_t, lua_cpu, c_cpu = lua_side.t, c_side.t, lua_side.cpu, c_side.cpu
   print("   lua-qiwi   " .. show(lua_t, 1, "s", 3) .. fmt(" = %.1f us/call", median(lua_t) / N * 1e6))
+  print("   core alone " .. show(core_side.t, 1, "s", 3) .. fmt(" = %.1f us/call", median(core_side.t) / N * 1e6))
   print("   C loop     " .. show(c_t, 1, "s", 3) .. fmt(" = %.1f us/call", median(c_t) / N * 1e6))
   print("   ratio      " .. show(ratio, 1, "x", 3) .. "  (C time / lua-qiwi time: 1.0 is parity)")
-  if #lua_cpu == PROCESS_RUNS and #c_cpu == PROCESS_RUNS then
+  print("   floor      " .. show(floor_ratio, 1, "x", 3) .. "  (C time / core-alone time: what decoding leaves)")
+  if #lua_cpu == PROCESS_RUNS and #c_cpu == PROCESS_RUNS and #core_side.cpu == PROCESS_RUNS then
     print("   process CPU per call (user + system, 10 ms ticks): lua-qiwi " .. show(lua_cpu, 1e6 / N, "us", 1)
-          .. ", C loop " .. show(c_cpu, 1e6 / N, "us", 1))
+          .. ", core alone " .. show(core_side.cpu, 1e6 / N, "us", 1) .. ", C loop " .. show(c_cpu, 1e6 / N, "us", 1))
   end
   print(fmt("   start-up alone (N = 0): lua-qiwi %s, C loop %s", show(s_lua, 1e3, "ms", 1), show(s_c, 1e3, "ms", 1)))
   summary_row(fmt("whole process, %dk calls vs C loop", N // 1000), ratio, fmt("%.3fx", median(ratio)), ">= 0.90x",
