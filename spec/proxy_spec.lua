@@ -165,6 +165,35 @@ describe("proxy", function()
       assert.equal(2, #refusing:events())
     end)
 
+    it("a tunnel the proxy turned down is not tried again; a proxy that is down is", function()
+      -- retries = 2 on a GET: a refusal costs one attempt, with the same
+      -- credentials handed to the proxy once
+      for _, scheme in ipairs { "http", "socks5h" } do
+        authed:clear()
+        local c = client { proxy = authed:url(scheme, USER .. ":wrong-" .. PASSWORD_IN_URL), retries = 2 }
+        local err = checks.named(scheme, "network", c:accounts())
+        assert.equal("QIWI_PROXY_REFUSED", err.code, scheme .. ": " .. tostring(err))
+        assert.is_false(err.retryable, scheme)
+        assert.equal(1, #authed:events(), scheme .. ": attempts that reached the proxy")
+        assert_no_secret(texts_of(err), scheme .. " error")
+        -- the batch reads the same refusal from its multi handle
+        local results = assert(c:batch { { "accounts" }, { "nickname" } })
+        for i = 1, 2 do
+          local berr = results[i][2]
+          assert.equal("QIWI_PROXY_REFUSED", berr and berr.code, scheme .. " batch call " .. i)
+          assert.is_false(berr.retryable)
+        end
+        assert.equal(3, #authed:events(), scheme .. ": attempts with the batch")
+      end
+      assert.equal(0, count_path(srv:requests(), ACCOUNTS))
+      local gone = connect_proxy.start {}
+      local url = gone:url("http")
+      gone:stop()
+      local err = checks.named("down", "network", client { proxy = url }:accounts())
+      assert.equal("CURLE_COULDNT_CONNECT", err.code)
+      assert.is_true(err.retryable)
+    end)
+
     it("when the proxy is down", function()
       local gone = connect_proxy.start {}
       local url = gone:url("http", USER .. ":" .. PASSWORD_IN_URL)

@@ -35,6 +35,7 @@ typedef struct {
   CURLcode rc;
   long status;
   char *err;                        /* copy of the transfer's error buffer, when it failed */
+  int proxy_refused;                /* qiwi_http_proxy_refused, asked before the handle went back to the pool */
   qiwi_buffer body_buf, head_buf;
 } item;
 
@@ -238,6 +239,7 @@ static void finish_transfer(multi *m, xfer *x, CURLcode result) {
   if (version == CURL_HTTP_VERSION_2_0) m->h2++;
   m->transfers++;
   if (result != CURLE_OK && x->errbuf[0]) it->err = qiwi_strdup(x->errbuf);
+  it->proxy_refused = qiwi_http_proxy_refused(x->easy, result);
   curl_multi_remove_handle(m->multi, x->easy);
   qiwi_http_done(x->easy);
   x->item = -1;
@@ -292,7 +294,7 @@ static void push_result(lua_State *L, item *it) {
       lua_pushstring(L, it->invalid);
       lua_pushliteral(L, QIWI_CODE_ARGUMENT);
     } else {
-      qiwi_http_push_error(L, it->rc, it->err, &it->body_buf);
+      qiwi_http_push_error(L, it->rc, it->err, &it->body_buf, it->proxy_refused);
     }
     lua_rawseti(L, -4, 4);
     lua_rawseti(L, -3, 3);

@@ -650,11 +650,31 @@ int qiwi_http_fail(lua_State *L, const char *kind, const char *msg, const char *
   return 4;
 }
 
-int qiwi_http_push_error(lua_State *L, CURLcode rc, const char *errbuf, const qiwi_buffer *body) {
+int qiwi_http_proxy_refused(CURL *easy, CURLcode rc) {
+  long connect_code = 0, px = 0;
+  if (rc == CURLE_OK) return 0;
+  if (curl_easy_getinfo(easy, CURLINFO_HTTP_CONNECTCODE, &connect_code) == CURLE_OK
+      && (connect_code == 401 || connect_code == 403 || connect_code == 407))
+    return 1;
+  /* 502, 503 and other answers of an HTTP proxy, and SOCKS5 failures to
+   * reach QIWI, may pass: those stay retryable */
+  if (rc == CURLE_PROXY && curl_easy_getinfo(easy, CURLINFO_PROXY_ERROR, &px) == CURLE_OK)
+    return px == CURLPX_USER_REJECTED || px == CURLPX_NO_AUTH || px == CURLPX_REPLY_NOT_ALLOWED;
+  return 0;
+}
+
+int qiwi_http_push_error(lua_State *L, CURLcode rc, const char *errbuf, const qiwi_buffer *body,
+                         int proxy_refused) {
   if (rc == CURLE_WRITE_ERROR && body->overflow) {
     lua_pushliteral(L, "http");
     lua_pushfstring(L, "response body exceeds the %d byte cap", (int)body->max);
     lua_pushliteral(L, QIWI_CODE_BODY_CAP);
+  } else if (proxy_refused) {
+    const char *name = qiwi_curl_code_name(rc);
+    lua_pushliteral(L, "network");
+    lua_pushfstring(L, "the proxy refused the tunnel: %s (%s)", errbuf && errbuf[0] ? errbuf : curl_easy_strerror(rc),
+                    name ? name : "CURLE_?");
+    lua_pushliteral(L, QIWI_CODE_PROXY_REFUSED);
   } else {
     lua_pushstring(L, qiwi_curl_error_kind(rc));
     lua_pushstring(L, errbuf && errbuf[0] ? errbuf : curl_easy_strerror(rc));

@@ -40,6 +40,11 @@
 
 #define QIWI_CODE_BODY_CAP "QIWI_BODY_CAP"
 #define QIWI_CODE_ARGUMENT "QIWI_ARGUMENT"
+/* The proxy turned the tunnel down: its CONNECT answer was 401, 403 or 407,
+ * or SOCKS5 rejected the credentials or the request. Sending again would
+ * only hand the same credentials to the same refusal, so the Lua layer
+ * never retries it. */
+#define QIWI_CODE_PROXY_REFUSED "QIWI_PROXY_REFUSED"
 
 /* Once-only curl_global_init; returns 0 on success. */
 int qiwi_curl_global_init(void);
@@ -209,10 +214,15 @@ void qiwi_push_curl_code(lua_State *L, CURLcode rc);
 
 /* The failure helper: pushes nil, kind, message, code; returns 4. */
 int qiwi_http_fail(lua_State *L, const char *kind, const char *msg, const char *code);
+/* Whether the failed transfer of easy (ended in rc) was refused by the
+ * proxy (QIWI_CODE_PROXY_REFUSED); asked before the handle is reused. */
+int qiwi_http_proxy_refused(CURL *easy, CURLcode rc);
 /* Pushes kind, message and code of a transfer that ended in rc: the body cap
- * when body overflowed, else libcurl's kind and errbuf (or
+ * when body overflowed, a proxy's refusal (proxy_refused: the CURLcode name
+ * then ends the message), else libcurl's kind and errbuf (or
  * curl_easy_strerror). Returns 3. */
-int qiwi_http_push_error(lua_State *L, CURLcode rc, const char *errbuf, const qiwi_buffer *body);
+int qiwi_http_push_error(lua_State *L, CURLcode rc, const char *errbuf, const qiwi_buffer *body,
+                         int proxy_refused);
 
 /* ---- header lists -------------------------------------------------------- */
 

@@ -152,7 +152,7 @@ static int session_send(lua_State *L) {
   qiwi_http_done_kept(s->easy, &s->kept);
   if (rc != CURLE_OK) {
     lua_pushnil(L);
-    n = 1 + qiwi_http_push_error(L, rc, s->errbuf, &s->body);
+    n = 1 + qiwi_http_push_error(L, rc, s->errbuf, &s->body, qiwi_http_proxy_refused(s->easy, rc));
   } else {
     long status = 0;
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);

@@ -113,7 +113,9 @@ function _M.new(fields, secrets)
   e.message = one_line(e.message)
   if e.retryable == nil then
     local st = e.status
-    e.retryable = e.kind == "network" or e.kind == "timeout"
+    -- a proxy that turned the tunnel down would turn the same credentials
+    -- down again (qiwi.core's QIWI_PROXY_REFUSED)
+    e.retryable = (e.kind == "network" and e.code ~= "QIWI_PROXY_REFUSED") or e.kind == "timeout"
       or (e.kind ~= "argument" and type(st) == "number" and (st == 423 or (st >= 500 and st <= 599)))
   end
   return e
