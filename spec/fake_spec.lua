@@ -1157,9 +1157,22 @@ describe("transfer to a Kazakh bank card", function()
   local INFO = "Для продолжения оплаты, подтвердите, что являетесь держателем указанного банковского счета."
   local CARD = "4400430012345678"
 
-  local function prepare(f, card)
+  local PAY = "/sinap/api/terms/27292/payments"
+  -- the headers both pages list: their Accept, and the browser's sec-fetch lines
+  local function page_headers(accept, extra)
+    local h = { accept = accept, ["sec-fetch-site"] = "same-site", ["sec-fetch-mode"] = "cors",
+                ["sec-fetch-dest"] = "empty" }
+    for k, v in pairs(extra or {}) do h[k] = v end
+    return h
+  end
+
+  local function prepare(f, card, extra)
     return call(f, "POST", PREP, nil, { cardNumber = card, version = "2", transferSum = "100", src = "sinap" },
-      { accept = "application/vnd.qiwi.v1+json" })
+      page_headers("application/vnd.qiwi.v1+json", extra))
+  end
+
+  local function pay_kzt(f, body, path, extra)
+    return call(f, "POST", path or PAY, nil, body, page_headers("application/vnd.qiwi.v2+json", extra))
   end
 
   local function kzt_payment(id, amount, account, token, card)
@@ -1179,9 +1192,7 @@ describe("transfer to a Kazakh bank card", function()
     for _, e in ipairs(b.elements) do el[e.name] = e.value end
     assert.equal("4400********5678", el.account)
     assert.is_true(#el.ev_account1 > 20)
-    local path = "/sinap/api/terms/27292/payments"
-    local ps, info = call(f, "POST", path, nil, kzt_payment("1", "1500", el.account, el.ev_account1),
-      { accept = "application/vnd.qiwi.v2+json" })
+    local ps, info = pay_kzt(f, kzt_payment("1", "1500", el.account, el.ev_account1))
     assert.equal(200, ps)
     assert.equal("27292", info.terms)
     assert.equal("398", info.sum.currency)
@@ -1189,10 +1200,10 @@ describe("transfer to a Kazakh bank card", function()
     assert.equal(350000, f:balance_kopecks("KZT"))
     assert.equal(100000, rub(f))
     assert.equal(398, f:history()[1].currency)
-    local _, again = call(f, "POST", path, nil, kzt_payment("1", "1500", el.account, el.ev_account1))
+    local _, again = pay_kzt(f, kzt_payment("1", "1500", el.account, el.ev_account1))
     assert.equal(info.transaction.id, again.transaction.id)
     assert.equal(350000, f:balance_kopecks("KZT"))
-    local _, short = call(f, "POST", path, nil, kzt_payment("2", "4000", el.account, el.ev_account1))
+    local _, short = pay_kzt(f, kzt_payment("2", "4000", el.account, el.ev_account1))
     assert.equal("QWPRC-220", short.code)
   end)
 
@@ -1200,19 +1211,41 @@ describe("transfer to a Kazakh bank card", function()
     local f = fake.new { accounts = { qw_wallet_kzt = 5000 } }
     local _, b = prepare(f, CARD)
     local account, token = b.elements[1].value, b.elements[2].value
-    local path = "/sinap/api/terms/27292/payments"
-    assert.equal(400, (call(f, "POST", path, nil, kzt_payment("1", "10", account, token, "4400430012349999"))))
+    assert.equal(400, (pay_kzt(f, kzt_payment("1", "10", account, token, "4400430012349999"))))
     local bad = kzt_payment("1", "10", account, token)
     bad.fields.transferSum = "10"
-    assert.equal(400, (call(f, "POST", path, nil, bad)))
+    assert.equal(400, (pay_kzt(f, bad)))
     bad = kzt_payment("1", "10", account, token)
     bad.paymentMethod.accountId = "643"
-    assert.equal(400, (call(f, "POST", path, nil, bad)))
+    assert.equal(400, (pay_kzt(f, bad)))
     assert.equal(400, (pay(f, 27292, kzt_payment("1", "10", account, token))))
-    assert.equal(404, (call(f, "POST", "/sinap/api/terms/99/payments", nil, kzt_payment("1", "10", account, token))))
+    assert.equal(404, (pay_kzt(f, kzt_payment("1", "10", account, token), "/sinap/api/terms/99/payments")))
     assert.equal(400, (prepare(f, "4400")))
-    assert.equal(400, (call(f, "POST", PREP, nil, { cardNumber = CARD, version = "1", transferSum = "100", src = "sinap" })))
+    assert.equal(400, (call(f, "POST", PREP, nil, { cardNumber = CARD, version = "1", transferSum = "100", src = "sinap" },
+      page_headers("application/vnd.qiwi.v1+json"))))
     assert.equal(500000, f:balance_kopecks("KZT"))
+  end)
+
+  it("wants the headers the pages list: their Accept (406 otherwise) and the sec-fetch lines", function()
+    local f = fake.new { accounts = { qw_wallet_kzt = 5000 } }
+    local _, b = prepare(f, CARD)
+    local account, token = b.elements[1].value, b.elements[2].value
+    local body = kzt_payment("1", "10", account, token)
+    for _, case in ipairs {
+      { 406, "QWPRC-406", { accept = "application/json" } },
+      { 406, "QWPRC-406", { accept = "application/vnd.qiwi.v1+json" } },   -- the preparation's, not the payment's
+      { 400, "QWPRC-400", { ["sec-fetch-mode"] = false } },
+      { 400, "QWPRC-400", { ["sec-fetch-site"] = "cross-site" } },
+    } do
+      local st, e = pay_kzt(f, body, nil, case[3])
+      assert.equal(case[1], st)
+      assert.equal(case[2], e.code)
+    end
+    assert.equal(406, (prepare(f, CARD, { accept = "application/json" })))
+    assert.equal(400, (prepare(f, CARD, { ["sec-fetch-dest"] = false })))
+    assert.equal(500000, f:balance_kopecks("KZT"))
+    assert.equal(200, (pay_kzt(f, body)))
+    assert.equal(499000, f:balance_kopecks("KZT"))
   end)
 end)
 

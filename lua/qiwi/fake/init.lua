@@ -138,7 +138,11 @@ local routes = {}
 -- handler(f, ctx) -> status, headers, body; params (allowed query names,
 -- "name[]" for indexed lists), body ("json" when a JSON body is required),
 -- auth ("token" default, "p2p" for the bills), binary (answers a file:
--- Accept is not checked), trailing_slash (also match with a trailing "/").
+-- Accept is not checked), trailing_slash (also match with a trailing "/"),
+-- accept (the media type a page's HEADERS list names for this request,
+-- e.g. "application/vnd.qiwi.v1+json": an Accept without it is answered
+-- 406), headers (name -> value lines that list names besides: a request
+-- without them is a sinap 400).
 local function route(def)
   local segs = {}
   for s in def.path:gmatch("[^/]+") do segs[#segs + 1] = s end
@@ -462,6 +466,15 @@ function Fake:_serve(req, entry)
 
   if not r.binary and not accept_ok(req.headers.accept) then
     return H.bad(self, r.service, "unsupported Accept: " .. tostring(req.headers.accept))
+  end
+  if r.accept and not find(lower(req.headers.accept or ""), r.accept, 1, true) then
+    return H.sinap_err(406, 406, "this request takes Accept: " .. r.accept .. ", got "
+      .. tostring(req.headers.accept))
+  end
+  for name, value in pairs(r.headers or {}) do
+    if req.headers[name] ~= value then
+      return H.sinap_err(400, 400, "this request takes the header " .. name .. ": " .. value)
+    end
   end
 
   local params, perr = U.parse_query(req.query)

@@ -368,13 +368,16 @@ return function(H)
 
   local KZT_INFO = "Для продолжения оплаты, подтвердите, что являетесь держателем указанного банковского счета."
 
+  -- what both pages list under HEADERS besides Accept
+  local KZT_HEADERS = { ["sec-fetch-site"] = "same-site", ["sec-fetch-mode"] = "cors", ["sec-fetch-dest"] = "empty" }
+
   local function kzt_token(f, card)
     return (U.base64(U.bytes(48, tonumber(card:sub(-9)) + #f.wallet)):gsub("[+/=]", ""))
   end
 
   H.route {
     method = "POST", path = "/sinap/api/refs/a42ebc79-0584-4271-b8a0-15cb4ea8b340/containers",
-    service = SINAP, body = "json",
+    service = SINAP, body = "json", accept = "application/vnd.qiwi.v1+json", headers = KZT_HEADERS,
     handler = function(f, ctx)
       local b = ctx.json
       if type(b.cardNumber) ~= "string" or not card_digits(b.cardNumber) then
@@ -395,6 +398,7 @@ return function(H)
 
   H.route {
     method = "POST", path = "/sinap/api/terms/{id}/payments", service = SINAP, body = "json",
+    accept = "application/vnd.qiwi.v2+json", headers = KZT_HEADERS,
     handler = function(f, ctx)
       local st = f.state
       if ctx.caps.id ~= "27292" then
@@ -473,7 +477,7 @@ return function(H)
 
   H.route {
     method = "POST", path = "/sinap/api/refs/bd6fb248-2bdf-49ed-bcb2-9b0a789cfde8/containers",
-    service = SINAP, body = "json",
+    service = SINAP, body = "json", accept = "application/vnd.qiwi.v1+json",
     handler = function(_, ctx)
       local a = ctx.json.account
       if type(a) ~= "string" then return e400(400, "account is required (a string)") end
