@@ -184,38 +184,67 @@ end
 
 local BLOCK = tonumber(os.getenv("BENCH_BLOCK")) or 100
 
+-- The floor of the per-call figure: the client's requests through
+-- qiwi.core's session alone, each answer decoded (what any Lua client of
+-- this core that hands back tables pays); n calls, wall and CPU seconds.
+local function core_floor()
+  local lines = require("qiwi.builder").base_headers(TOKEN, nil, "lua-qiwi/" .. require("qiwi.version")).token
+  local session, hl = core.session { ca_file = srv.ca_file }, assert(core.header_list(lines))
+  local url = srv.base_url .. ACCOUNTS_PATH
+  local floor = {}
+  function floor.block(n)
+    local t0, c0 = monotonic(), os.clock()
+    for _ = 1, n do
+      local status, why, _, v = session:send("GET", url, hl, nil, 10, false, true)
+      if status ~= 200 or type(v) ~= "table" then error("core send failed: " .. tostring(status) .. " " .. tostring(why)) end
+    end
+    return monotonic() - t0, os.clock() - c0
+  end
+  function floor.close() session:close() end
+  return floor
+end
+
 local function percall()
   print("== per-call overhead: " .. CALLS .. " sequential keep-alive accounts() calls a run")
   print("   reference: bench/curl_loop.c, the same requests on one reused libcurl handle, no decoding;")
-  print("   the two take turns in blocks of " .. BLOCK .. " calls, so that drift of the machine hits both")
+  print("   floor: the same requests through qiwi.core's session alone in this process, each answer decoded;")
+  print("   the three take turns in blocks of " .. BLOCK .. " calls, so that drift of the machine hits all alike")
   local client = new_client()
-  local loop = c_loop()
+  local loop, floor = c_loop(), core_floor()
   assert(our_run(client, 50))
-  local ours, ref, ratio, cpu_ours, cpu_ref = {}, {}, {}, {}, {}
+  floor.block(50)
+  -- side: block(n) -> wall, CPU seconds; wall, cpu: per-run sums
+  local sides = {
+    { block = function(n) return our_block(client, n) end },
+    { block = loop.block },
+    { block = floor.block },
+  }
+  local ours, ref, ratio, floor_ratio, cpu_ours, cpu_ref, cpu_floor = {}, {}, {}, {}, {}, {}, {}
   local blocks = math.max(1, math.ceil(CALLS / BLOCK))
   local n = blocks * BLOCK
   for r = 1, RUNS do
     reset_fake()
-    local wa, ca, wb, cb = 0, 0, 0, 0
+    for _, side in ipairs(sides) do side.wall, side.cpu = 0, 0 end
     for b = 1, blocks do
-      local w, c
-      if (b + r) % 2 == 0 then
-        w, c = our_block(client, BLOCK) wa, ca = wa + w, ca + c
-        w, c = loop.block(BLOCK) wb, cb = wb + w, cb + c
-      else
-        w, c = loop.block(BLOCK) wb, cb = wb + w, cb + c
-        w, c = our_block(client, BLOCK) wa, ca = wa + w, ca + c
+      for k = 0, 2 do
+        local side = sides[(b + r + k) % 3 + 1]
+        local w, c = side.block(BLOCK)
+        side.wall, side.cpu = side.wall + w, side.cpu + c
       end
     end
-    ours[r], ref[r], ratio[r] = n / wa, n / wb, wb / wa
-    cpu_ours[r], cpu_ref[r] = ca / n, cb / n
+    local o, c, f = sides[1], sides[2], sides[3]
+    ours[r], ref[r], ratio[r], floor_ratio[r] = n / o.wall, n / c.wall, c.wall / o.wall, c.wall / f.wall
+    cpu_ours[r], cpu_ref[r], cpu_floor[r] = o.cpu / n, c.cpu / n, f.cpu / n
   end
   loop.close()
+  floor.close()
   client:close()
   print("   lua-qiwi   " .. show(ours, 1, "calls/s", 0) .. fmt(" = %.1f us/call", 1e6 / median(ours)))
   print("   C loop     " .. show(ref, 1, "calls/s", 0) .. fmt(" = %.1f us/call", 1e6 / median(ref)))
   print("   ratio      " .. show(ratio, 1, "x", 3))
-  print("   client CPU per call: lua-qiwi " .. show(cpu_ours, 1e6, "us", 1) .. ", C loop " .. show(cpu_ref, 1e6, "us", 1))
+  print("   floor      " .. show(floor_ratio, 1, "x", 3) .. "  (C loop / core alone: what decoding leaves)")
+  print("   client CPU per call: lua-qiwi " .. show(cpu_ours, 1e6, "us", 1) .. ", core alone "
+        .. show(cpu_floor, 1e6, "us", 1) .. ", C loop " .. show(cpu_ref, 1e6, "us", 1))
   summary_row("per-call throughput vs C loop", ratio, fmt("%.2fx", median(ratio)), ">= 0.90x", median(ratio) >= 0.9)
   print()
   return ours
