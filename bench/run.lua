@@ -8,7 +8,8 @@
 -- BENCH_SECONDS (minimum time of one decode run, 0.25), BENCH_ONLY (comma
 -- list of sections: percall,decode,overlap,peer,memory,process,openresty,watch,stores),
 -- BENCH_PROCESS_CALLS (calls of one whole-process run, 10000),
--- BENCH_PROCESS_RUNS (pairs of whole-process runs, BENCH_RUNS),
+-- BENCH_PROCESS_RUNS (whole-process runs, BENCH_RUNS), BENCH_PROCESS_LUA
+-- (the interpreter of the whole-process script: this one by default),
 -- BENCH_PROCESS_SERVER (what the whole-process runs call: "static", the
 -- default, or "fake"; see process()), BENCH_NGINX_CALLS (calls of one
 -- OpenResty run, 3000). BENCH_QUICK=1: a short run for iteration (3 runs,
@@ -121,7 +122,9 @@ end
 
 local srv
 local SERVER_CPU          -- where the servers run (see pin_self), nil when not pinned
-local LUA_BIN = arg[-1] or "lua5.4"
+-- the interpreter of the whole-process script: this one, or BENCH_PROCESS_LUA
+-- (e.g. luajit, which loads build/luajit/)
+local LUA_BIN = os.getenv("BENCH_PROCESS_LUA") or arg[-1] or "lua5.4"
 
 local function reset_fake()
   -- the fake logs every request; a fresh one keeps the server's cost per
