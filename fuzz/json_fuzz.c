@@ -6,7 +6,9 @@
  *    no lone surrogate escapes, floats that overflow refused, depth <= 512);
  *  - a refusal is one "decode: <why> at byte N" line with N inside the input;
  *  - what decodes encodes, the encoding passes the checker, and decodes back
- *    to an equal value (same integer/float subtypes, same array marks). */
+ *    to an equal value (same integer/float subtypes, same array marks);
+ *  - the same input decoded again (now with the sizes and strings the first
+ *    decode left in the state's caches) gives an equal value. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -267,6 +269,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lua_pushvalue(L, 7);
   lua_call(L, 2, 1);
   if (!lua_toboolean(L, -1)) die("decode(encode(v)) differs from v", data, size);
+
+  lua_getfield(L, CORE, "json_decode");
+  lua_pushlstring(L, (const char *)data, size);
+  lua_call(L, 1, 1);                                     /* the input again */
+  lua_pushvalue(L, SAME);
+  lua_pushvalue(L, 3);
+  lua_pushvalue(L, -3);
+  lua_call(L, 2, 1);
+  if (!lua_toboolean(L, -1)) die("a second decode of the input differs from the first", data, size);
   lua_settop(L, 2);
   return 0;
 }

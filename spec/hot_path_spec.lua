@@ -248,11 +248,72 @@ describe("hot path", function()
       assert.is_string(err)
     end)
 
+    it("keeps two strings of one pair of slots, each found again", function()
+      -- "QIWI" and "QIWI Wallet" share their first three bytes, as in every
+      -- accounts() answer; a third one takes turns with them
+      for _ = 1, 3 do
+        assert.same({ "QIWI", "QIWI Wallet", "QIWI", "QIWIX", "QIWI Wallet" },
+                    core.json_decode('["QIWI","QIWI Wallet","QIWI","QIWIX","QIWI Wallet"]'))
+      end
+    end)
+
     it("hands out strings that are not changed by a later document", function()
       local first = core.json_decode('{"alias":"qw_wallet_rub"}')
       for i = 1, 500 do core.json_decode('{"alias":"qw_' .. i .. '","qw_x":"aliases"}') end
       assert.equal("qw_wallet_rub", first.alias)
       assert.same({ alias = "qw_wallet_rub" }, core.json_decode('{"alias":"qw_wallet_rub"}'))
+    end)
+  end)
+
+  -- A container is made at the size the last one under the same key had
+  -- (qiwi_json_decode_buf's guesses): every size after every other must
+  -- still give exactly the plain decode's value.
+  describe("the decoder's size guesses", function()
+    local function count(t)
+      local n = 0
+      for _ in pairs(t) do n = n + 1 end
+      return n
+    end
+
+    -- {"sg":{"k1":1,...,"kN":N},"sa":[1..M]} and the value it stands for
+    local function doc(n, m)
+      local members, want = {}, { sg = {}, sa = setmetatable({}, qiwi.array_mt) }
+      for i = 1, n do
+        members[#members + 1] = '"k' .. i .. '":' .. i
+        want.sg["k" .. i] = i
+      end
+      local elements = {}
+      for i = 1, m do
+        elements[#elements + 1] = tostring(i * 3)
+        want.sa[i] = i * 3
+      end
+      return '{"sg":{' .. table.concat(members, ",") .. '},"sa":[' .. table.concat(elements, ",") .. "]}", want
+    end
+
+    it("gives the same value whatever size came before under the key", function()
+      for _, n in ipairs { 3, 1, 5, 0, 8, 2, 70, 2, 64, 65, 1, 0, 0, 4 } do
+        local text, want = doc(n, (n * 5) % 67)
+        local v = assert(core.json_decode(text))
+        assert.same(want, v)
+        assert.equal(n, count(v.sg), text)
+        assert.equal(#want.sa, #v.sa, text)
+        assert.equal(count(want.sa), count(v.sa))
+        assert.equal(qiwi.array_mt, getmetatable(v.sa))
+        -- and back: no holes or extra elements in an array made larger
+        local encoded = assert(qiwi.json.encode(v))
+        assert.equal(text:match('"sa":%b[]'), encoded:match('"sa":%b[]'))
+        assert.same(want, qiwi.json.decode(encoded))
+      end
+    end)
+
+    it("keeps the last of duplicate keys, and nesting, in a table made at its guess", function()
+      for _ = 1, 3 do
+        local v = assert(core.json_decode('{"dg":{"a":1,"b":{"c":[1,{"d":2}]},"a":3},"dg2":[{"x":1},{"x":2,"y":[]}]}'))
+        assert.same({ a = 3, b = { c = { 1, { d = 2 } } } }, v.dg)
+        assert.equal(2, count(v.dg))
+        assert.same({ { x = 1 }, { x = 2, y = {} } }, v.dg2)
+        assert.equal(qiwi.array_mt, getmetatable(v.dg2[2].y))
+      end
     end)
   end)
 end)

@@ -110,19 +110,37 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
  * string seen before is pushed from it instead of being scanned and
  * interned again: interning hashes every byte and looks the string up,
  * which cost more than the rest of decoding it, and a string that died
- * between two answers was allocated again. Slots are picked by the first
- * three bytes of the input (the closing quote of a shorter string among
- * them); a new string takes its slot over. */
+ * between two answers was allocated again. A string may sit in either slot
+ * of the pair picked by the first three bytes of the input (the closing
+ * quote of a shorter string among them): "QIWI" and "QIWI Wallet" of one
+ * answer share those bytes, and with one slot each took it from the other
+ * in every answer. A new string takes an empty slot of its pair, else the
+ * two slots take turns. */
 #define STRING_CACHE 256         /* slots; a power of two */
 #define CACHE_MAX_LEN 64         /* longer strings rarely repeat (titles in Cyrillic do: 2 bytes a letter) */
+
+/* Containers repeat their sizes as keys repeat their bytes: every payment
+ * of a page has the same twenty members, every answer to accounts() the
+ * same accounts. A container's size as last seen is kept with the key it
+ * was the value of (an array's elements count under the array's key), so
+ * that the next one is created at that size when it opens and filled as
+ * its members come, without waiting on the stack (see materialize). A
+ * guess that is wrong costs a rehash, never a wrong value; containers of
+ * more than SIZE_GUESS_MAX members are not guessed (they wait on the stack
+ * and are made at their size), which also bounds what a guess too large
+ * over-allocates. */
+#define SIZE_GUESS_MAX 64
 
 typedef struct {
   const char *text;              /* the bytes of the string at this slot of the table; NULL: none */
   size_t len;
+  unsigned char object_n, array_n;   /* size guesses of containers under this key; 0: none */
+  unsigned char turn;            /* of the even slot of a pair: which of the two a new string takes */
 } cached_string;
 
 struct qiwi_json_cache {
   cached_string slot[STRING_CACHE];
+  cached_string root;            /* the guesses of a document's top container */
 };
 
 void qiwi_json_push_cache(lua_State *L) {
@@ -146,6 +164,7 @@ typedef struct {
   const unsigned char *at;
   qiwi_json_cache *cache;
   int strings_idx;               /* the table holding the cached strings */
+  cached_string *last;           /* the cache entry of the string parsed last; NULL: none */
 } decoder;
 
 static inline unsigned cache_slot(const unsigned char *p) {
@@ -292,17 +311,29 @@ static const unsigned char *parse_string_escaped(decoder *d, const unsigned char
 static const unsigned char *parse_string(decoder *d, const unsigned char *p) {
   const unsigned char *open = p - 1, *run = p, *end = d->end;
   cached_string *c = NULL;
-  unsigned slot = 0;
+  unsigned slot = 0, way;
+  d->last = NULL;
   if (end - p >= 3) {
     /* the same bytes as a string already read (and so validated: no quote,
      * no backslash, valid UTF-8), followed by a closing quote, are that
      * string */
     slot = cache_slot(p);
-    c = &d->cache->slot[slot];
-    if (c->text != NULL && (size_t)(end - p) > c->len && p[c->len] == '"'
-        && memcmp(p, c->text, c->len) == 0) {
-      lua_rawgeti(d->L, d->strings_idx, (json_index)slot + 1);
-      return p + c->len + 1;
+    for (way = 0; way < 2; way++) {
+      c = &d->cache->slot[slot ^ way];
+      if (c->text != NULL && (size_t)(end - p) > c->len && p[c->len] == '"'
+          && memcmp(p, c->text, c->len) == 0) {
+        lua_rawgeti(d->L, d->strings_idx, (json_index)(slot ^ way) + 1);
+        d->last = c;
+        return p + c->len + 1;
+      }
+    }
+    {
+      cached_string *pair = &d->cache->slot[slot & ~1u];
+      if (d->cache->slot[slot].text == NULL) way = 0;
+      else if (d->cache->slot[slot ^ 1].text == NULL) way = 1;
+      else { way = (slot & 1u) ^ pair->turn; pair->turn ^= 1; }
+      slot ^= way;
+      c = &d->cache->slot[slot];
     }
   }
   for (;;) {
@@ -319,6 +350,8 @@ static const unsigned char *parse_string(decoder *d, const unsigned char *p) {
           lua_rawseti(d->L, d->strings_idx, (json_index)slot + 1);
           c->text = lua_tostring(d->L, -1);
           c->len = n;
+          c->object_n = c->array_n = 0;   /* another key's guesses */
+          d->last = c;
         }
         return p + 1;
       }
@@ -509,7 +542,8 @@ int qiwi_json_decode_buf(lua_State *L, const char *s, size_t len, const qiwi_jso
    * member, and for an array being filled in place, its last index */
   unsigned char kind[QIWI_JSON_MAX_DEPTH];
   int mark[QIWI_JSON_MAX_DEPTH];
-  json_index next[QIWI_JSON_MAX_DEPTH];
+  json_index next[QIWI_JSON_MAX_DEPTH];      /* in a table: members set so far */
+  cached_string *guess[QIWI_JSON_MAX_DEPTH];  /* where its size guess lives; NULL: none */
   int depth = 0, base = lua_gettop(L), null_idx = ctx->null_idx, amt_idx = ctx->amt_idx;
   decoder d;
   const unsigned char *p = (const unsigned char *)s, *end = p + len;
@@ -522,6 +556,7 @@ int qiwi_json_decode_buf(lua_State *L, const char *s, size_t len, const qiwi_jso
   d.at = p;
   d.cache = ctx->cache;
   d.strings_idx = ctx->strings_idx;
+  d.last = NULL;
 
   if (!lua_checkstack(L, DECODE_SLACK)) { fail(&d, p, "out of Lua stack"); goto error; }
 
@@ -553,13 +588,34 @@ value:
       if (depth == QIWI_JSON_MAX_DEPTH) { fail(&d, p, "nesting too deep"); goto error; }
       if (!lua_checkstack(L, DECODE_SLACK)) { fail(&d, p, "out of Lua stack"); goto error; }
       mark[depth] = lua_gettop(L);
-      if (*p == '[') {
-        kind[depth++] = ON_STACK_ARRAY;
-        p = skip_ws(p + 1, end);
-        if (p < end && *p == ']') { p++; goto close; }
-        goto element;
+      {
+        /* the top container's guesses, an element's its array's, a member's
+         * its key's (the string parsed last) */
+        cached_string *g = depth == 0 ? &d.cache->root
+                           : (kind[depth - 1] == ON_STACK_ARRAY || kind[depth - 1] == IN_TABLE_ARRAY)
+                             ? guess[depth - 1] : d.last;
+        guess[depth] = g;
+        next[depth] = 0;
+        if (*p == '[') {
+          if (g != NULL && g->array_n > 0) {
+            lua_createtable(L, g->array_n, 0);
+            lua_pushvalue(L, amt_idx);
+            lua_setmetatable(L, -2);
+            kind[depth++] = IN_TABLE_ARRAY;
+          } else {
+            kind[depth++] = ON_STACK_ARRAY;
+          }
+          p = skip_ws(p + 1, end);
+          if (p < end && *p == ']') { p++; goto close; }
+          goto element;
+        }
+        if (g != NULL && g->object_n > 0) {
+          lua_createtable(L, 0, g->object_n);
+          kind[depth++] = IN_TABLE_OBJECT;
+        } else {
+          kind[depth++] = ON_STACK_OBJECT;
+        }
       }
-      kind[depth++] = ON_STACK_OBJECT;
       p = skip_ws(p + 1, end);
       if (p < end && *p == '}') { p++; goto close; }
       goto key;
@@ -583,6 +639,7 @@ stored:  /* a complete value is on top; hand it to the enclosing container */
       goto error;
     case IN_TABLE_OBJECT:
       lua_rawset(L, -3);   /* duplicate keys: the last one wins */
+      next[depth - 1]++;
       break;
     default:
       break;
@@ -595,8 +652,21 @@ stored:  /* a complete value is on top; hand it to the enclosing container */
 
 close:
   depth--;
-  if (kind[depth] == ON_STACK_ARRAY || kind[depth] == ON_STACK_OBJECT)
-    materialize(L, mark[depth], kind[depth], amt_idx);
+  {
+    int k = kind[depth];
+    json_index n = next[depth];
+    if (k == ON_STACK_ARRAY || k == ON_STACK_OBJECT) {
+      n = (json_index)(lua_gettop(L) - mark[depth]);
+      if (k == ON_STACK_OBJECT) n /= 2;
+      materialize(L, mark[depth], k, amt_idx);
+    }
+    if (guess[depth] != NULL) {
+      /* a big one waits on the stack next time too: created at its size */
+      unsigned char v = (unsigned char)(n > SIZE_GUESS_MAX ? 0 : n);
+      if (k == ON_STACK_ARRAY || k == IN_TABLE_ARRAY) guess[depth]->array_n = v;
+      else guess[depth]->object_n = v;
+    }
+  }
   goto stored;
 
 element:
@@ -611,6 +681,7 @@ element:
 key:
   if (kind[depth - 1] == ON_STACK_OBJECT
       && (lua_gettop(L) - base > STACK_BUDGET || !lua_checkstack(L, 2 + DECODE_SLACK))) {
+    next[depth - 1] = (json_index)((lua_gettop(L) - mark[depth - 1]) / 2);
     materialize(L, mark[depth - 1], ON_STACK_OBJECT, amt_idx);
     kind[depth - 1] = IN_TABLE_OBJECT;
   }
