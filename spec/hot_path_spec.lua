@@ -93,6 +93,38 @@ describe("hot path", function()
       assert.equal(4, decoded)
     end)
 
+    it("is what multi:send_all does for the requests that ask (reqs[i][6]), in one batch", function()
+      local multi = core.multi { ca_file = static.ca_file }
+      finally(function() multi:close() end)
+      local reqs = {}
+      for _, c in ipairs(CASES) do
+        local url = static.base_url .. c[1]
+        reqs[#reqs + 1] = { "GET", url, hl, nil, false }          -- text
+        reqs[#reqs + 1] = { "GET", url, hl, nil, false, true }    -- decoded where it may be
+      end
+      local res = assert(multi:send_all(reqs, 10, 4))
+      local decoded = 0
+      for i, c in ipairs(CASES) do
+        local text, dec = res[2 * i - 1], res[2 * i]
+        assert.equal(c[2], text[1], c[1])
+        assert.equal(c[4], text[2], c[1])
+        assert.equal(c[2], dec[1], c[1])
+        local want, derr = core.json_decode(text[2])
+        if c[2] >= 200 and c[2] < 300 and core.json_like(text[3]["content-type"], text[2]) and derr == nil then
+          decoded = decoded + 1
+          assert.is_nil(dec[2], c[1])
+          assert.is_nil(dec[3], c[1])
+          assert.same(want, dec[4], c[1])
+          if type(want) == "table" then assert.equal(getmetatable(want), getmetatable(dec[4]), c[1]) end
+        else
+          assert.equal(text[2], dec[2], c[1])
+          assert.same(text[3], dec[3], c[1])
+          assert.is_nil(dec[4], c[1])
+        end
+      end
+      assert.equal(4, decoded)
+    end)
+
     it("decodes with qiwi's conventions: null, array_mt, int64 integers", function()
       local _, _, _, v = session:send("GET", static.base_url .. "/json", hl, nil, 10, false, true)
       assert.equal(qiwi.null, v.n)

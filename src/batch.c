@@ -17,6 +17,7 @@
 #include "compat.h"
 #include "http.h"
 #include "batch.h"
+#include "json.h"
 
 #define MAX_CONCURRENCY 256
 /* Connections the cache keeps between batches: one suffices over HTTP/2;
@@ -36,6 +37,7 @@ typedef struct {
   long status;
   char *err;                        /* copy of the transfer's error buffer, when it failed */
   int proxy_refused;                /* qiwi_http_proxy_refused, asked before the handle went back to the pool */
+  int decode;                       /* a 2xx JSON answer may come back decoded (reqs[i][6]) */
   qiwi_buffer body_buf, head_buf;
 } item;
 
@@ -204,6 +206,9 @@ static void read_request(lua_State *L, multi *m, int idx, lua_Integer i, item *i
   lua_rawgeti(L, t, 1);
   lua_rawgeti(L, t, 2);
   lua_rawgeti(L, t, 4);
+  lua_rawgeti(L, t, 6);
+  it->decode = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   lua_rawgeti(L, t, 5);
   it->req.once = lua_toboolean(L, -1);
   if (lua_type(L, -2) == LUA_TSTRING) it->req.body = lua_tolstring(L, -2, &it->req.body_len);
@@ -285,7 +290,11 @@ static void run(multi *m, size_t n, int concurrency, double deadline) {
   }
 }
 
-/* {status, body, headers} | {nil, kind, message, code}. */
+/* {status, body, headers} | {status, nil, nil, value} | {nil, kind, message, code}.
+ * value: a 2xx JSON answer of a request that asked for it, decoded straight
+ * from the receive buffer as session:send does (no body string, no headers
+ * table); one that does not decode comes back as text, for the Lua layer to
+ * word the error. Upvalues: the decoder's (json.h). */
 static void push_result(lua_State *L, item *it) {
   if (it->invalid || it->rc != CURLE_OK) {
     lua_createtable(L, 4, 0);
@@ -301,9 +310,18 @@ static void push_result(lua_State *L, item *it) {
     lua_rawseti(L, -2, 2);
     return;
   }
-  lua_createtable(L, 3, 0);
+  lua_createtable(L, 4, 0);
   lua_pushinteger(L, (lua_Integer)it->status);
   lua_rawseti(L, -2, 1);
+  if (it->decode && it->status >= 200 && it->status < 300 && qiwi_answer_json_like(&it->head_buf, &it->body_buf)) {
+    qiwi_json_ctx ctx;
+    qiwi_json_upvalues(L, &ctx, 1);
+    if (qiwi_json_decode_buf(L, it->body_buf.data, it->body_buf.len, &ctx)) {
+      lua_rawseti(L, -2, 4);
+      return;
+    }
+    lua_pop(L, 1);   /* the message: read as text below */
+  }
   lua_pushlstring(L, it->body_buf.data ? it->body_buf.data : "", it->body_buf.len);
   lua_rawseti(L, -2, 2);
   qiwi_push_headers(L, &it->head_buf);
@@ -311,10 +329,11 @@ static void push_result(lua_State *L, item *it) {
 }
 
 /* multi:send_all(reqs, timeout, concurrency) -> results | nil, kind, message, code
- *   reqs[i]    = {method, url, hlist, body, once}   (positional; hlist a
- *                qiwi.header_list or nil, body a string or nil, once: on a
- *                connection of its own, see session:send)
+ *   reqs[i]    = {method, url, hlist, body, once, decode}   (positional; hlist
+ *                a qiwi.header_list or nil, body a string or nil, once: on a
+ *                connection of its own, see session:send; decode: see push_result)
  *   results[i] = {status, body, headers}            (body a string, "" when empty)
+ *              | {status, nil, nil, value}          (decode only: a 2xx JSON answer, decoded)
  *              | {nil, kind, message, code}         (no answer; see http.h)
  * timeout (seconds, default the multi's) bounds the whole batch; at most
  * `concurrency` (default 64, at most 256) transfers run at once. */
@@ -389,11 +408,14 @@ static const luaL_Reg metameth[] = {
   {NULL, NULL}
 };
 
+/* Stack: ..., the decoder's 4 upvalues (json.h; left there): send_all decodes. */
 void qiwi_multi_register(lua_State *L) {
+  int i;
   luaL_newmetatable(L, QIWI_MULTI_MT);
   qiwi_setfuncs(L, metameth, 0);
   lua_createtable(L, 0, 4);
-  qiwi_setfuncs(L, meth, 0);
+  for (i = 0; i < 4; i++) lua_pushvalue(L, -6);
+  qiwi_setfuncs(L, meth, 4);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }

@@ -20,6 +20,7 @@
 local core = require "qiwi.core"
 local endpoints = require "qiwi.endpoints"
 local attempt = require "qiwi.attempt"
+local answer = require "qiwi.answer"
 local client_mod = require "qiwi.client"
 
 local Client, row_methods = client_mod.Client, client_mod.row_methods
@@ -92,11 +93,17 @@ local function run_rounds(self, st, jobs, concurrency, budget, done)
     local again, wait = {}, nil
     for k, job in ipairs(pending) do
       -- the transport contract's values, one table per call: {status, body,
-      -- headers} or {nil, kind, message, code}
+      -- headers} or {nil, kind, message, code}; {status, nil, nil, value}
+      -- for a 2xx JSON answer the multi decoded (req[6], as the session's
+      -- decode)
       local res = answers and answers[k]
       local v1, v2, err
       if res and res[1] then
-        v1, v2 = self:_answer(job.row, job.path, res[1], res[3], res[2], job.req[4])
+        if res[2] == nil and res[4] ~= nil then
+          v1, v2 = answer.decoded(self, job.row, job.path, res[1], res[4], job.req[4])
+        else
+          v1, v2 = self:_answer(job.row, job.path, res[1], res[3], res[2], job.req[4])
+        end
         if v1 == nil then err = v2 end
       else
         err = self:_error { kind = res and res[2] or kind or "network",
@@ -138,7 +145,8 @@ local function prepare(self, row, name, args, nargs)
   local safe = row.method == "GET" or row.idempotent == true
   return {
     row = row, path = path, attempts = attempt.attempts(safe, self.retries),
-    req = { row.method, url, hl, body, not safe },
+    -- a file (row.raw) is wanted as text
+    req = { row.method, url, hl, body, not safe, not row.raw },
   }
 end
 
