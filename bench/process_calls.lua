@@ -27,18 +27,11 @@ package.cpath = tree .. "/build/" .. lua .. "/?.so;" .. package.cpath
 local qiwi = require "qiwi"
 
 if mode == "core" then
-  local core = require "qiwi.core"
-  local lines = require("qiwi.builder").base_headers(token, nil, "lua-qiwi/" .. require("qiwi.version")).token
-  local session, hl = core.session { ca_file = ca_file }, assert(core.header_list(lines))
-  local url = base_url .. "/funding-sources/v2/persons/" .. wallet .. "/accounts"
+  local floor = dofile((arg[0]:match("^(.*)/") or ".") .. "/floor.lua")(base_url, ca_file, token, wallet)
   local res
-  for _ = 1, n do
-    local status, why, _, v = session:send("GET", url, hl, nil, 10, false, true)
-    if status ~= 200 or type(v) ~= "table" then error("core send failed: " .. tostring(status) .. " " .. tostring(why)) end
-    res = v
-  end
+  for _ = 1, n do res = floor.call() end
   if n > 0 then assert(type(res.accounts) == "table" and #res.accounts > 0, "no accounts") end
-  session:close()
+  floor.close()
   io.write("ok ", n, "\n")
   os.exit(0)
 end

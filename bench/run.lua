@@ -62,13 +62,8 @@ end
 
 local function shq(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local util = require("pki").util
+local read_file = util.read_file
 
 
 
@@ -187,23 +182,15 @@ end
 
 local BLOCK = tonumber(os.getenv("BENCH_BLOCK")) or 100
 
--- The floor of the per-call figure: the client's requests through
--- qiwi.core's session alone, each answer decoded (what any Lua client of
--- this core that hands back tables pays); n calls, wall and CPU seconds.
+-- The floor of the per-call figure (bench/floor.lua) in this process: n
+-- calls a block, wall and CPU seconds.
 local function core_floor()
-  local lines = require("qiwi.builder").base_headers(TOKEN, nil, "lua-qiwi/" .. require("qiwi.version")).token
-  local session, hl = core.session { ca_file = srv.ca_file }, assert(core.header_list(lines))
-  local url = srv.base_url .. ACCOUNTS_PATH
-  local floor = {}
+  local floor = dofile("bench/floor.lua")(srv.base_url, srv.ca_file, TOKEN, WALLET)
   function floor.block(n)
     local t0, c0 = monotonic(), os.clock()
-    for _ = 1, n do
-      local status, why, _, v = session:send("GET", url, hl, nil, 10, false, true)
-      if status ~= 200 or type(v) ~= "table" then error("core send failed: " .. tostring(status) .. " " .. tostring(why)) end
-    end
+    for _ = 1, n do floor.call() end
     return monotonic() - t0, os.clock() - c0
   end
-  function floor.close() session:close() end
   return floor
 end
 
@@ -468,7 +455,6 @@ end
 -- and the clients' own costs stay in view. BENCH_PROCESS_SERVER=fake
 -- measures the whole-process figure against the fake instead.
 
-local util = require("pki").util
 local REPO = util.repo_root()
 local static_srv
 

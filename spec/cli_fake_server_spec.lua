@@ -19,12 +19,7 @@ local function processes_naming(text)
   return found
 end
 
-local function pipe_output(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
+local pipe_output = util.output
 
 describe("qiwi fake", function()
   local fake

@@ -134,9 +134,7 @@ describe("inside nginx #nginx", function()
     end
     cmd[#cmd + 1] = "2>&1 </dev/null"
     local t0 = util.now()
-    local p = io.popen(table.concat(cmd, " "))
-    local out = p:read("*a")
-    p:close()
+    local out = util.output(table.concat(cmd, " "))
     local elapsed = util.now() - t0
     local statuses, bodies = {}, {}
     for code in out:gmatch("(%d%d%d)\n") do statuses[#statuses + 1] = tonumber(code) end

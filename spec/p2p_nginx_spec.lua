@@ -166,9 +166,7 @@ describe("qiwi.p2p.handler in nginx #nginx", function()
         .. " -o /dev/null " .. shq(app.base .. "/p2p")
       if i < 16 then cmd[#cmd + 1] = "--next" end
     end
-    local p = io.popen(table.concat(cmd, " ") .. " 2>&1 </dev/null")
-    local out = p:read("*a")
-    p:close()
+    local out = util.output(table.concat(cmd, " ") .. " 2>&1 </dev/null")
     util.exec("rm -rf " .. shq(dir))
     -- 200 once it was handled; 503 ("in progress") while another worker
     -- handles it, which QIWI tries again (an answer of 200 there would be

@@ -48,6 +48,27 @@ function _M.command()
   return _M.lua() .. " " .. shq(util.repo_root() .. "/bin/qiwi")
 end
 
+-- The shell words before the command: `env` without the QIWI_* variables
+-- of this process, then those of `vars` (false: left unset); and the
+-- quoted arguments.
+local function env_and_words(vars, argv)
+  local env = { "env" }
+  for _, name in ipairs { "QIWI_TOKEN", "QIWI_WALLET", "QIWI_BASE_URL", "QIWI_CA_FILE", "QIWI_PROXY", "QIWI_WEBHOOK_KEY" } do
+    env[#env + 1] = "-u " .. name
+  end
+  for k, v in pairs(vars or {}) do
+    if v ~= false then env[#env + 1] = shq(k .. "=" .. tostring(v)) end
+  end
+  local words = {}
+  for i, a in ipairs(argv) do words[i] = shq(a) end
+  return table.concat(env, " "), table.concat(words, " ")
+end
+
+-- The exit status a command line ending in `; echo $?` printed.
+local function status_of(cmd)
+  return tonumber(util.output(cmd):match("(%d+)%s*$"))
+end
+
 -- env: table of variables for the child (false: unset it); the child gets
 -- none of the QIWI_* variables of this process unless given. stdin: text
 -- fed on its stdin (default: none, /dev/null). dir: its working directory.
@@ -56,25 +77,15 @@ end
 function _M.run(argv, o)
   o = o or {}
   local dir = util.tmpdir("cli")
-  local words = {}
-  for i, a in ipairs(argv) do words[i] = shq(a) end
-  local env = { "env" }
-  for _, name in ipairs { "QIWI_TOKEN", "QIWI_WALLET", "QIWI_BASE_URL", "QIWI_CA_FILE", "QIWI_PROXY", "QIWI_WEBHOOK_KEY" } do
-    env[#env + 1] = "-u " .. name
-  end
-  for k, v in pairs(o.env or {}) do
-    if v ~= false then env[#env + 1] = shq(k .. "=" .. tostring(v)) end
-  end
+  local env, words = env_and_words(o.env, argv)
   local input = "/dev/null"
   if o.stdin then
     input = dir .. "/stdin"
     util.write_file(input, o.stdin)
   end
-  local cmd = ("cd %s && %s %s %s >%s 2>%s <%s; echo $?"):format(shq(o.dir or dir), table.concat(env, " "),
-    o.command or _M.command(), table.concat(words, " "), shq(dir .. "/out"), shq(dir .. "/err"), shq(input))
-  local p = assert(io.popen(cmd))
-  local code = tonumber(p:read("*a"):match("(%d+)%s*$"))
-  p:close()
+  local cmd = ("cd %s && %s %s %s >%s 2>%s <%s; echo $?"):format(shq(o.dir or dir), env,
+    o.command or _M.command(), words, shq(dir .. "/out"), shq(dir .. "/err"), shq(input))
+  local code = status_of(cmd)
   local r = { code = code, out = util.read_file(dir .. "/out") or "", err = util.read_file(dir .. "/err") or "" }
   util.exec("rm -rf " .. shq(dir))
   return r
@@ -87,19 +98,13 @@ end
 function _M.run_tty(argv, o)
   o = o or {}
   local dir = util.tmpdir("tty")
-  local words = {}
-  for i, a in ipairs(argv) do words[i] = shq(a) end
-  local env = {}
-  for k, v in pairs(o.env or {}) do env[#env + 1] = shq(k .. "=" .. tostring(v)) end
-  local inner = ("cd %s && env %s %s %s %s"):format(shq(o.dir or dir), table.concat(env, " "), _M.command(),
-    table.concat(words, " "), o.redirect or "")
+  local env, words = env_and_words(o.env, argv)
+  local inner = ("cd %s && %s %s %s %s"):format(shq(o.dir or dir), env, _M.command(), words, o.redirect or "")
   util.write_file(dir .. "/typed", o.typed or "")
   -- script's own stdin feeds the terminal; -e: its exit status is the command's
   local cmd = ("script -qec %s %s <%s >%s 2>&1; echo $?"):format(shq(inner), shq(dir .. "/typescript"),
     shq(dir .. "/typed"), shq(dir .. "/screen"))
-  local p = assert(io.popen(cmd))
-  local code = tonumber(p:read("*a"):match("(%d+)%s*$"))
-  p:close()
+  local code = status_of(cmd)
   local r = { code = code, screen = util.read_file(dir .. "/screen") or "" }
   util.exec("rm -rf " .. shq(dir))
   return r

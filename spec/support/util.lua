@@ -25,6 +25,14 @@ function util.exec(cmd)
   return a == true, c
 end
 
+-- What a shell command prints on its stdout, as one string.
+function util.output(cmd)
+  local p = assert(io.popen(cmd))
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
 -- The lines a shell command prints on its stdout, as a list.
 function util.lines(cmd)
   local out = {}
