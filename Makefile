@@ -216,17 +216,24 @@ ci-extra:
 # busted's own count line; a run that failed without counting a failure
 # (it crashed, or a sanitizer reported at exit) counts as one failed, and so
 # does each fuzz target with a finding (or the fuzz run, when it failed
-# otherwise), so that "0 failed" means success.
+# otherwise), so that "0 failed" means success. Under the line of a run
+# that failed come its first eight failures (busted's "Failure ->" line, the
+# test's name, the first line of the message), so that the tail of the output,
+# which may be all a CI page keeps, says which tests failed.
 # No line but the last starts with a number.
-TEST_SUMMARY = echo "== summary"; passed=0; failed=0; \
+TEST_SUMMARY = echo "== summary"; passed=0; failed=0; bad=; \
 	for n in $(1); do \
 	  line=$$(grep -aE '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / ' build/test/$$n.log 2>/dev/null | tail -1); \
 	  rc=$$(cat build/test/$$n.rc 2>/dev/null || echo unknown); \
 	  set -- $$line; p=$${1:-0}; f=$$(( $${4:-0} + $${7:-0} )); \
 	  [ -n "$$line" ] || line=$$(grep -a '^Total: ' build/test/$$n.log 2>/dev/null | tail -1); \
 	  if [ "$$rc" != 0 ] && [ $$f = 0 ]; then f=1; line="$${line:-no count from busted}; exit status $$rc, counted as 1 failed"; fi; \
-	  passed=$$((passed + p)); failed=$$((failed + f)); \
+	  passed=$$((passed + p)); failed=$$((failed + f)); [ $$f = 0 ] || bad="$$bad $$n"; \
 	  printf '%-13s %s\n' $$n "$$line"; \
+	done; \
+	for n in $$bad; do \
+	  awk -v n=$$n '/^(Failure|Error) (->|→) /{ h = $$0; getline t; getline m; \
+	    printf "  %s: %s: %s\n    %s\n", n, h, t, m; if (++c == 8) exit }' build/test/$$n.log; \
 	done; \
 	frc=$$(cat build/test/fuzz.rc 2>/dev/null || echo unknown); found=0; \
 	for t in $(FUZZ_TARGETS); do \
