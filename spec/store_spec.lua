@@ -169,15 +169,17 @@ local function battery(name, make)
       assert.equal("2", (call(s, "get", k .. "n")))
     end)
 
+    -- the events 0.3 s apart, so that a call delayed by up to about 0.1 s
+    -- on a loaded machine changes none of the checks
     it("admit: 3 in 1 s, then a wait; after the wait one more fits", function()
       local t0 = now()
       for i = 1, 3 do
         assert.equal(0, (call(s, "admit", k, 3, 1)), "event " .. i)
-        if i < 3 then sleep(0.05) end
+        if i < 3 then sleep(0.3) end
       end
       local w = call(s, "admit", k, 3, 1)
       assert.is_number(w)
-      assert.is_true(w > 0 and w <= 1, "wait " .. tostring(w))
+      assert.is_true(w > 0 and w <= 0.401, "wait " .. tostring(w))
       assert.is_true(w >= 1 - (now() - t0) - 0.01, "wait " .. w .. " shorter than the window left")
       -- refused calls record nothing: the wait only shrinks
       sleep(0.05)
@@ -185,9 +187,10 @@ local function battery(name, make)
       assert.is_true(w2 > 0 and w2 < w, ("second wait %s after %s"):format(tostring(w2), w))
       sleep(w2)
       assert.equal(0, (call(s, "admit", k, 3, 1)))
-      -- the second and third are still in the window
+      -- the second and third are still in the window; the second, about
+      -- 0.3 s after the first, leaves next (the third would make it 0.6 s)
       local w3 = call(s, "admit", k, 3, 1)
-      assert.is_true(w3 > 0 and w3 <= 0.06, "a fourth in the window: " .. tostring(w3))
+      assert.is_true(w3 > 0 and w3 <= 0.45, "a fourth in the window: " .. tostring(w3))
       -- another key has a log of its own
       assert.equal(0, (call(s, "admit", k .. "other", 3, 1)))
     end)
