@@ -36,7 +36,11 @@ function _M.init_worker()
     token = cfg.token, wallet = cfg.wallet, base_url = cfg.base, store = st,
     resolve = { ["fake.qiwi.test"] = "127.0.0.1" }, connect_timeout = 1, retries = 1,
   })
-  watcher = assert(c:watch { interval = 0.1, lease = 2, since = cfg.since, on_payment = deliver })
+  -- lease 6 s: the holder renews it past half, and loses it when it is not
+  -- renewed by 1 s before its end, so a worker stalled for 2 s on a loaded
+  -- machine keeps it (with 2 s, a stall of 0.5 s handed it to a second
+  -- worker, which is right, but not what this test counts)
+  watcher = assert(c:watch { interval = 0.1, lease = 6, since = cfg.since, on_payment = deliver })
   assert(watcher:start())
   hook = qiwi.webhook.handler {
     key = function() return ngx.shared.ctl:get("hook_key") end, store = st, on_payment = deliver,
