@@ -525,7 +525,8 @@ local function process()
   print("   timed from outside (start-up, module loading, qiwi.new and the TLS handshake included):")
   print(fmt("   `%s bench/process_calls.lua` against `curl_loop` making the same %d requests (no decoding), and", LUA_BIN, N))
   print("   the floor: the same requests through qiwi.core's session alone, each answer decoded (`... core`);")
-  print("   the three take turns, " .. PROCESS_RUNS .. " runs, the first of a run changing from run to run; server: "
+  print("   " .. PROCESS_RUNS .. " runs; in each the C loop and lua-qiwi back to back (either first), the floor before or"
+        .. " after them; server: "
         .. (target == srv and "the fake (BENCH_PROCESS_SERVER=fake)"
             or fmt("nginx's static answer (%d bytes, the fake's accounts body)", target.body_bytes)))
   local url = target.base_url .. ACCOUNTS_PATH
@@ -552,11 +553,14 @@ local function process()
   timed(lua_cmd(100))   -- warm: page cache, the server's first connections
   timed(c_cmd(100))
   timed(lua_cmd(100, nil, "core"))
-  -- Each run times three processes, in an order that turns from run to
-  -- run: the C loop, lua-qiwi, and the floor ("core": the C core's session
-  -- and decoder in a bare Lua loop, which any Lua client handing back
-  -- decoded tables pays), so that what the client adds over that floor and
-  -- what decoding costs are told apart.
+  -- Each run times three processes: the C loop, lua-qiwi, and the floor
+  -- ("core": the C core's session and decoder in a bare Lua loop, which any
+  -- Lua client handing back decoded tables pays), so that what the client
+  -- adds over that floor and what decoding costs are told apart. The C loop
+  -- and lua-qiwi, whose ratio is the figure, always run back to back (which
+  -- of them first alternates); the floor runs before them or after them, in
+  -- turn. (With the floor between the two in every third run, as before,
+  -- those pairs were a whole floor run, about 2 s of a drifting VM, apart.)
   local sides = {
     { name = "C", cmd = function() return c_cmd(N) end, t = {}, cpu = {} },
     { name = "Lua", cmd = function() return lua_cmd(N) end, t = {}, cpu = {} },
@@ -565,8 +569,8 @@ local function process()
   local c_side, lua_side, core_side = sides[1], sides[2], sides[3]
   local ratio, floor_ratio = {}, {}
   for r = 1, PROCESS_RUNS do
-    local order = {}
-    for k = 0, 2 do order[#order + 1] = sides[(r - 1 + k) % 3 + 1] end
+    local pair = r % 2 == 1 and { c_side, lua_side } or { lua_side, c_side }
+    local order = (r - 1) % 4 < 2 and { pair[1], pair[2], core_side } or { core_side, pair[1], pair[2] }
     for _, side in ipairs(order) do
       if target == srv then reset_fake() end
       side.t[r], side.cpu[r] = timed(side.cmd())
