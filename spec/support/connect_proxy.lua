@@ -90,6 +90,9 @@ local function creds_ok(given)
   return cfg.user == nil or given == cfg.user .. ":" .. (cfg.password or "")
 end
 
+-- Written before the reply it records is sent: a client that has its
+-- answer finds the event in the log (the SOCKS5 refusals were written after,
+-- and a spec counting events right after a refused batch once saw 2 of 3).
 local function event(proto, target, verdict, auth)
   record(events, ("%s %s %s %s\n"):format(proto, target, verdict, auth or "-"))
 end
@@ -148,8 +151,8 @@ local function socks_step(c)
     c.buf = b:sub(3 + b:byte(2))
     local want = (cfg.user or cfg.refuse) and "\2" or "\0"
     if not methods:find(want, 1, true) then
-      send_all(c.client, "\5\255")
       event("SOCKS5", "-", "no-method", nil)
+      send_all(c.client, "\5\255")
       return close(c)
     end
     send_all(c.client, "\5" .. want)
@@ -163,8 +166,8 @@ local function socks_step(c)
     c.auth = b:sub(3, 2 + ulen) .. ":" .. b:sub(4 + ulen, 3 + ulen + plen)
     c.buf = b:sub(4 + ulen + plen)
     if cfg.refuse or not creds_ok(c.auth) then
-      send_all(c.client, "\1\1")
       event("SOCKS5", "-", "auth-refused", c.auth)
+      send_all(c.client, "\1\1")
       return close(c)
     end
     send_all(c.client, "\1\0")
