@@ -39,8 +39,11 @@ function _M.init_worker()
   -- lease 6 s: the holder renews it past half, and loses it when it is not
   -- renewed by 1 s before its end, so a worker stalled for 2 s on a loaded
   -- machine keeps it (with 2 s, a stall of 0.5 s handed it to a second
-  -- worker, which is right, but not what this test counts)
-  watcher = assert(c:watch { interval = 0.1, lease = 6, since = cfg.since, on_payment = deliver })
+  -- worker, which is right, but not what this test counts). interval 0.5 s:
+  -- every round is a history call, and the client's limiter (QIWI's 100 a
+  -- minute) lets 100 through; at 0.1 s they were spent 10 s after start-up,
+  -- and a test body slower than that would have waited for the next minute.
+  watcher = assert(c:watch { interval = 0.5, lease = 6, since = cfg.since, on_payment = deliver })
   assert(watcher:start())
   hook = qiwi.webhook.handler {
     key = function() return ngx.shared.ctl:get("hook_key") end, store = st, on_payment = deliver,
