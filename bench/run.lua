@@ -60,13 +60,8 @@ local function wanted(section)
   return false
 end
 
-local function shq(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
 local util = require("pki").util
-local read_file = util.read_file
-
-
-
+local shq, read_file = util.shq, util.read_file
 
 -- "median (min..max)" in the unit `unit`, scaled by `scale`
 local function show(list, scale, unit, digits)
