@@ -342,8 +342,8 @@ describe("client:watch", function()
     for _, req in ipairs(f.requests) do
       if req.path:find("/payments$") then
         -- the whole timestamp with its offset: the day alone (read at noon,
-        -- as this did) failed every afternoon, the client's start being
-        -- now - 90 days + a few hours
+        -- as this did) failed every afternoon (UTC), the client's start being
+        -- now - 90 days + 3 hours
         local start = assert(fake_util.parse_date(req.params.startDate))
         assert.is_true(now - start <= 90 * DAY, req.params.startDate)
       end
